@@ -1,0 +1,62 @@
+"""Checks run on a config before anything is built, so bad paths fail at once and clearly."""
+import os.path as osp
+from typing import Iterator, Tuple
+
+from mmengine.config import Config
+
+from .errors import UserInputError
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+# Data sets that download or generate their own files: nothing to check on disk.
+_NO_FILES = {'MNIST', 'FashionMNIST', 'CIFAR10', 'CIFAR100'}
+
+
+def _datasets(cfg: dict, key: str) -> Iterator[Tuple[str, dict]]:
+    """(config key, dataset dict) pairs, descending into dataset wrappers."""
+    if not isinstance(cfg, dict):
+        return
+    inner = [(f'{key}.dataset', cfg['dataset'])] if isinstance(cfg.get('dataset'), dict) else []
+    for i, sub in enumerate(cfg.get('datasets') or []):
+        inner.append((f'{key}.datasets[{i}]', sub))
+    if inner:
+        for sub_key, sub in inner:
+            yield from _datasets(sub, sub_key)
+    else:
+        yield key, cfg
+
+
+def _prefix_paths(prefix) -> Iterator[Tuple[str, str]]:
+    if isinstance(prefix, str):
+        yield 'data_prefix', prefix
+    elif isinstance(prefix, dict):
+        for k, v in prefix.items():
+            if isinstance(v, str):
+                yield f'data_prefix.{k}', v
+
+
+def check_data_paths(cfg: Config, phases: Tuple[str, ...] = DATALOADERS) -> None:
+    """Raise ``UserInputError`` naming the config key and the fix when a data root, annotation
+    file or image folder of the given dataloaders does not exist."""
+    for phase in phases:
+        loader = cfg.get(phase)
+        if not loader:
+            continue
+        for key, ds in _datasets(loader.get('dataset'), f'{phase}.dataset'):
+            if str(ds.get('type', '')).split('.')[-1] in _NO_FILES:
+                continue
+            root = ds.get('data_root') or ''
+            if root and not osp.isdir(root):
+                _missing(f'{key}.data_root', root, 'data root')
+            ann = ds.get('ann_file') or ''
+            if ann and not osp.isfile(osp.join(root, ann)):
+                _missing(f'{key}.ann_file', osp.join(root, ann), 'annotation file')
+            for sub_key, prefix in _prefix_paths(ds.get('data_prefix')):
+                path = osp.join(root, prefix)
+                if prefix and not ann and not osp.exists(path):
+                    _missing(f'{key}.{sub_key}', path, 'image folder')
+
+
+def _missing(key: str, path: str, what: str) -> None:
+    raise UserInputError(
+        f"The {what} '{path}' set by `{key}` does not exist. Fix: prepare the data set there "
+        f"(README.md, 'Data sets'), or point the config at it with --cfg-options {key}=/real/path.")

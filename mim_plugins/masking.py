@@ -1,0 +1,190 @@
+"""Patch masks for masked image modeling, as pure torch functions.
+
+Every mask is a ``torch.bool`` tensor of shape ``(B, L)`` (``L`` patches in raster order) where
+``True`` means *masked* (removed from the encoder input, predicted by the decoder), as in MAE.
+All masks keep exactly ``L - num_masked(L, r)`` visible patches in every image, so a batched
+encoder sees the same number of tokens per image.
+"""
+import math
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+LAMBDA_KINDS = ('square', 'linear', 'cosine', 'constant')
+
+
+def _check_ratio(mask_ratio: float) -> None:
+    if not 0.0 < mask_ratio < 1.0:  # also rejects NaN
+        raise ValueError(f'mask_ratio must lie in the open interval (0, 1), got {mask_ratio!r}')
+
+
+def num_masked(num_patches: int, mask_ratio: float) -> int:
+    """Masked patches per image: ``L - int(L * (1 - r))`` (MAE keeps ``int(L * (1 - r))``).
+
+    147 for ``L=196, r=0.75``. Raises ``ValueError`` if ``r`` is outside (0, 1) or no patch
+    would stay visible (an encoder cannot run on zero tokens).
+    """
+    _check_ratio(mask_ratio)
+    keep = int(num_patches * (1 - mask_ratio))
+    if keep < 1:
+        raise ValueError(f'mask_ratio={mask_ratio} leaves no visible patch out of {num_patches}')
+    return num_patches - keep
+
+
+def random_mask(batch: int, num_patches: int, mask_ratio: float,
+                generator: Optional[torch.Generator] = None,
+                device: Optional[torch.device] = None) -> Tensor:
+    """MAE random masking: a bool tensor ``(batch, num_patches)``, ``True`` = masked.
+
+    Each row masks exactly ``num_masked(num_patches, mask_ratio)`` patches, uniformly at random
+    (argsort of uniform noise; the ``int(L * (1 - r))`` lowest-noise patches stay visible).
+    ``generator`` must live on ``device``.
+    """
+    keep = num_patches - num_masked(num_patches, mask_ratio)
+    noise = torch.rand(batch, num_patches, generator=generator, device=device)
+    masked_ids = noise.argsort(dim=1)[:, keep:]
+    return torch.zeros(batch, num_patches, dtype=torch.bool, device=noise.device).scatter_(
+        1, masked_ids, True)
+
+
+def _round_half_up(x: Tensor) -> Tensor:
+    # Explicit floor(x + 0.5): torch.round and Python's round() round halves to even.
+    return torch.floor(x + 0.5).long()
+
+
+def part_mask_counts(part_sizes: Tensor, mask_ratio: float, lam: float, order: Tensor) -> Tensor:
+    """SemMAE per-part masked counts, before the fixed-total correction.
+
+    Args:
+        part_sizes: integer tensor ``(B, K)`` or ``(K,)``: ``n_p``, patches of part ``p`` (0 for
+            an absent part). A row sums to ``L``.
+        mask_ratio: ``r`` in (0, 1).
+        lam: ``λ`` in [0, 1]; 1 = intra-part masking, 0 = inter-part masking.
+        order: ``(B, K)`` or ``(K,)``, each row a permutation of ``range(K)``: the shuffled order
+            in which inter-part masking takes whole parts (absent parts take 0 wherever they sit).
+
+    Returns:
+        int64 tensor shaped like ``part_sizes``: ``c_p = round(λ·c1_p + (1-λ)·c2_p)`` where
+        ``c1_p = round(n_p·r)`` and ``c2_p`` masks whole parts in ``order`` while the budget
+        lasts, gives the part that crosses it the remainder and the parts after it 0. The budget
+        is ``num_masked(L, r)`` (``ceil(L·r)`` in exact arithmetic when ``L·r`` is fractional),
+        so ``Σ c2_p`` equals the fixed total exactly. ``round`` is round-half-up,
+        ``floor(x + 0.5)`` in float64 (not banker's rounding). Every ``0 <= c_p <= n_p``.
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f'lam must lie in [0, 1], got {lam!r}')
+    _check_ratio(mask_ratio)
+    sizes = torch.atleast_2d(part_sizes).long()
+    order = torch.atleast_2d(order).to(sizes.device)
+    budget = sizes.sum(1, keepdim=True)
+    budget = budget - torch.floor(budget.double() * (1 - mask_ratio)).long()
+    intra = _round_half_up(sizes.double() * mask_ratio)
+    ordered = sizes.gather(1, order)
+    before = ordered.cumsum(1) - ordered  # patches taken by the parts earlier in the order
+    taken = torch.minimum((budget - before).clamp(min=0), ordered)
+    inter = torch.empty_like(sizes).scatter_(1, order, taken)
+    counts = _round_half_up(lam * intra.double() + (1 - lam) * inter.double())
+    return counts.reshape(part_sizes.shape)
+
+
+def semantic_part_mask(part_ids: Tensor, mask_ratio: float, lam: float,
+                       generator: Optional[torch.Generator] = None) -> Tensor:
+    """SemMAE semantic-guided mask: a bool tensor ``(B, L)``, ``True`` = masked.
+
+    Args:
+        part_ids: integer tensor ``(B, L)`` (or ``(L,)``, treated as ``(1, L)``) of non-negative
+            part ids per patch; ids need not be contiguous and parts may be absent from an image.
+        mask_ratio: ``r`` in (0, 1).
+        lam: ``λ`` in [0, 1], see :func:`lambda_schedule`.
+        generator: optional ``torch.Generator`` on ``part_ids.device``, for reproducible masks.
+
+    Per image: the parts are shuffled uniformly at random, :func:`part_mask_counts` gives ``c_p``,
+    and ``c_p`` patches of part ``p`` are selected uniformly at random inside the part. The mask
+    then holds exactly ``num_masked(L, r)`` patches (147 of 196 at r=0.75): if more were
+    selected, a uniformly random subset of the selected patches of that size is masked (the
+    others stay visible); if fewer, all selected patches are masked plus the deficit drawn
+    uniformly at random from the unselected patches.
+    """
+    dtype = part_ids.dtype
+    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+        raise TypeError(f'part_ids must be an integer tensor, got dtype {dtype}')
+    if part_ids.ndim not in (1, 2):
+        raise ValueError(f'part_ids must have shape (L,) or (B, L), got {tuple(part_ids.shape)}')
+    total = num_masked(part_ids.shape[-1], mask_ratio)
+    if part_ids.min() < 0:
+        raise ValueError('part_ids must be non-negative')
+    ids = torch.atleast_2d(part_ids).long()
+    batch, length = ids.shape
+    dev = ids.device
+    # Batch-wide compact ids 0..K-1 let every image share one (B, K) count table.
+    _, part = torch.unique(ids, return_inverse=True)
+    num_parts = int(part.max()) + 1
+    sizes = torch.zeros(batch, num_parts, dtype=torch.long, device=dev).scatter_add_(
+        1, part, torch.ones_like(part))
+    order = torch.rand(batch, num_parts, generator=generator, device=dev).argsort(dim=1)
+    counts = part_mask_counts(sizes, mask_ratio, lam, order)
+    # Both random choices below are flat sorts of int64 keys (row, group, 31 random bits): one
+    # sort for the whole batch, and integer keys sort several times faster than floats on CPU.
+    # Ties of the random bits only fix an arbitrary order among equals; counts stay exact.
+    row = torch.arange(batch, device=dev).unsqueeze(1)
+
+    def random_bits() -> Tensor:
+        return torch.randint(0, 2 ** 31, (batch, length), generator=generator, device=dev)
+
+    # Sorting by (image, part, random) shuffles each part of each image in place; a patch's
+    # random rank inside its part is its sorted position minus where its part starts.
+    group = row * num_parts + part
+    perm = ((group << 31) | random_bits()).flatten().argsort()
+    group_start = (sizes.cumsum(1) - sizes + row * length).flatten()
+    sorted_rank = torch.arange(batch * length, device=dev) - group_start[group.flatten()[perm]]
+    rank = torch.empty_like(perm).scatter_(0, perm, sorted_rank)
+    selected = rank.view(batch, length) < counts.gather(1, part)
+    # Sorting by (image, selected, random) puts each image's selected patches last in random
+    # order: its last `total` entries are a random subset of the selection, or all of it plus
+    # random unselected patches.
+    perm = ((((row << 1) | selected.long()) << 31) | random_bits()).flatten().argsort()
+    mask = torch.zeros(batch * length, dtype=torch.bool, device=dev)
+    mask[perm.view(batch, length)[:, length - total:].flatten()] = True
+    return mask.view(batch, length)
+
+
+def mask_to_indices(mask: Tensor) -> Tuple[Tensor, Tensor]:
+    """Split a bool mask ``(B, L)`` into ``(ids_keep, ids_masked)``, int64 ``(B, L-M)`` and
+    ``(B, M)``, each sorted ascending; every row must mask the same ``M`` patches.
+
+    MAE's ``ids_restore`` is ``torch.cat([ids_keep, ids_masked], 1).argsort(1)``.
+    """
+    if mask.dtype != torch.bool or mask.ndim != 2:
+        raise ValueError(f'mask must be a bool (B, L) tensor, got {mask.dtype} {tuple(mask.shape)}')
+    per_row = mask.sum(1)
+    if (per_row != per_row[0]).any():
+        raise ValueError(f'every row must mask the same number of patches, got {per_row.tolist()}')
+    keep = mask.shape[1] - int(per_row[0])
+    # A stable sort of 0/1 lists visible indices first, each group in ascending order.
+    ids = mask.to(torch.uint8).sort(dim=1, stable=True).indices
+    return ids[:, :keep], ids[:, keep:]
+
+
+def lambda_schedule(epoch: int, max_epochs: int, kind: str = 'square', value: float = 1.0) -> float:
+    """SemMAE's intra→inter weight ``λ`` for a 0-based ``epoch`` of ``max_epochs`` (``E``).
+
+    With ``t = (epoch + 1) / E`` clamped to [0, 1]: ``'square'`` (SemMAE) ``1 - t²``,
+    ``'linear'`` ``1 - t``, ``'cosine'`` ``0.5·(1 + cos(π·t))``, ``'constant'`` ``value``; the
+    result is clamped to [0, 1]. Every kind but ``'constant'`` reaches 0 (pure inter-part) at
+    ``epoch = E - 1`` and stays there (clamping ``t`` keeps the cosine from rising again).
+    """
+    if max_epochs < 1:
+        raise ValueError(f'max_epochs must be >= 1, got {max_epochs}')
+    t = min(1.0, max(0.0, (epoch + 1) / max_epochs))
+    if kind == 'square':
+        lam = 1 - t ** 2
+    elif kind == 'linear':
+        lam = 1 - t
+    elif kind == 'cosine':
+        lam = 0.5 * (1 + math.cos(math.pi * t))
+    elif kind == 'constant':
+        lam = value
+    else:
+        raise ValueError(f'unknown lambda schedule kind {kind!r}; valid kinds: {LAMBDA_KINDS}')
+    return min(1.0, max(0.0, lam))

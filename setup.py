@@ -1,0 +1,26 @@
+"""mim_plugins: masked image modeling modules for the OpenMMLab stack."""
+from setuptools import find_packages, setup
+
+
+def read_requirements(path: str) -> list:
+    """Requirement lines of ``path`` without comments."""
+    with open(path) as f:
+        return [ln.split('#')[0].strip() for ln in f if ln.split('#')[0].strip()]
+
+
+setup(
+    name='mim_plugins',
+    version='0.1.0',
+    description='Masked image modeling (MAE, SupMAE, SemMAE, BEiT, MaskFeat, '
+    'SemanticMIM) as OpenMMLab plugins',
+    long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['mim_plugins', 'mim_plugins.*']),
+    python_requires='>=3.8',
+    # mmcv must be built with ops (tools/setup_env.sh); it is not listed so pip never
+    # replaces a compiled mmcv with a lite one.
+    install_requires=['mmengine>=0.10.0,<1.0', 'mmpretrain>=1.2.0,<1.3',
+                      'mmsegmentation>=1.2.0,<1.3', 'ftfy', 'regex'],
+    extras_require={'demo': ['mlxtend', 'matplotlib'], 'tests': ['pytest']},
+    license='Apache License 2.0',
+)

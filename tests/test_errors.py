@@ -1,0 +1,74 @@
+"""Bad input ends in one clear error naming the problem and the fix."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_env
+from mim_plugins.apis.errors import explain
+from mim_plugins.utils.stack import StackError, check_stack
+
+MAE_CFG = 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+
+
+def run_train(*args):
+    return subprocess.run([sys.executable, 'tools/train.py', MAE_CFG, *args], cwd=ROOT,
+                          env=run_env(), capture_output=True, text=True, timeout=300)
+
+
+def test_missing_data_root_names_key_and_fix(tmp_path):
+    result = run_train('--work-dir', str(tmp_path), '--cfg-options',
+                       'train_dataloader.dataset.data_root=/no/such/dir')
+    assert result.returncode == 2
+    assert "The data root '/no/such/dir' set by `train_dataloader.dataset.data_root` does not " \
+           'exist' in result.stderr
+    assert 'Traceback' not in result.stderr and '--cfg-options' in result.stderr
+
+
+def test_unknown_type_suggests_close_names(tmp_path, tiny_data):
+    result = run_train('--work-dir', str(tmp_path), '--cfg-options',
+                       f'train_dataloader.dataset.data_root={tiny_data}',
+                       'model.neck.type=MAEPretrainDecodr')
+    assert result.returncode == 2
+    assert "Unknown type 'MAEPretrainDecodr'" in result.stderr
+    assert "Did you mean 'MAEPretrainDecoder'" in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_corrupt_image_is_named(tmp_path, tiny_data):
+    import shutil
+    data = tmp_path / 'data'
+    shutil.copytree(tiny_data, data)
+    bad = next((data / 'train' / '3').iterdir())
+    bad.write_bytes(b'not a png at all')
+    result = run_train('--work-dir', str(tmp_path / 'work'), '--cfg-options',
+                       f'train_dataloader.dataset.data_root={data}/',
+                       'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+                       'train_dataloader.batch_size=20')
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f'Corrupt or unreadable image {bad}' in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_missing_config_file():
+    result = subprocess.run([sys.executable, 'tools/train.py', 'configs/nope.py'], cwd=ROOT,
+                            env=run_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Config file 'configs/nope.py' does not exist" in result.stderr
+
+
+def test_amp_without_gpu_is_explained(tmp_path, tiny_data):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('this machine has a GPU, --amp is valid here')
+    result = run_train('--amp', '--work-dir', str(tmp_path))
+    assert result.returncode == 2 and '--amp needs a CUDA GPU' in result.stderr
+
+
+def test_missing_mmcv_ops_is_explained(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'mmcv.ops', None)  # makes `import mmcv.ops` fail
+    with pytest.raises(StackError, match='mmcv is installed without its compiled ops.*setup_env.sh'):
+        check_stack()
+
+
+def test_unknown_errors_are_not_swallowed():
+    assert explain(ValueError('something else')) is None

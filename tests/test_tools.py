@@ -1,0 +1,74 @@
+"""tools/train.py, tools/test.py and tools/dist_train.sh on tiny generated data."""
+import glob
+import json
+import os.path as osp
+import subprocess
+import sys
+
+from conftest import ROOT, run_env
+
+MAE_CFG = 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+FT_CFG = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py'
+
+
+def tool(*args, timeout=600):
+    result = subprocess.run(list(args), cwd=ROOT, env=run_env(), capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def pretrain_options(data):
+    # 20 train images, batch 10, drop_last: exactly 2 iterations per epoch
+    return ['--cfg-options', f'train_dataloader.dataset.data_root={data}',
+            'train_dataloader.batch_size=10', 'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1',
+            'default_hooks.logger.interval=1']
+
+
+def test_train_then_resume_then_finetune_and_test(tmp_path, tiny_data):
+    work = tmp_path / 'mae'
+    out = tool(sys.executable, 'tools/train.py', MAE_CFG, '--work-dir', str(work),
+               *pretrain_options(tiny_data))
+    log = out.stdout + out.stderr
+    assert 'Epoch(train) [1][2/2]' in log and 'loss:' in log
+    ckpt = (work / 'last_checkpoint').read_text().strip()
+    assert osp.basename(ckpt) == 'epoch_1.pth'
+
+    # --resume continues from the checkpoint: epoch 2 only
+    opts = pretrain_options(tiny_data)
+    opts[opts.index('train_cfg.max_epochs=1')] = 'train_cfg.max_epochs=2'
+    out = tool(sys.executable, 'tools/train.py', MAE_CFG, '--work-dir', str(work), '--resume',
+               *opts)
+    log = out.stdout + out.stderr
+    assert 'resumed epoch: 1, iter: 2' in log
+    assert 'Epoch(train) [2][2/2]' in log and 'Epoch(train) [1]' not in log
+
+    ft = tmp_path / 'ft'
+    ft_opts = ['--cfg-options', f'model.backbone.init_cfg.checkpoint={ckpt}',
+               'train_dataloader.batch_size=5', 'train_cfg.max_epochs=1',
+               'default_hooks.logger.interval=1'] + [
+        f'{k}_dataloader.{o}' for k in ('train', 'val', 'test')
+        for o in (f'dataset.data_root={tiny_data}', 'num_workers=0', 'persistent_workers=False')]
+    out = tool(sys.executable, 'tools/train.py', FT_CFG, '--work-dir', str(ft), *ft_opts)
+    log = out.stdout + out.stderr
+    assert 'Epoch(train) [1][2/2]' in log
+    assert 'missing keys in source state_dict' not in log  # every encoder weight came from MAE
+    ft_ckpt = (ft / 'last_checkpoint').read_text().strip()
+
+    metrics = tmp_path / 'metrics.json'
+    tool(sys.executable, 'tools/test.py', FT_CFG, ft_ckpt, '--work-dir', str(ft), '--out',
+         str(metrics), *ft_opts)
+    acc = json.loads(metrics.read_text())['accuracy/top1']
+    assert 0.0 <= acc <= 100.0
+
+
+def test_dist_train_launches_two_processes(tmp_path, tiny_data):
+    work = tmp_path / 'dist'
+    out = tool('bash', 'tools/dist_train.sh', MAE_CFG, '2', '--work-dir', str(work),
+               *pretrain_options(tiny_data))
+    log = out.stdout + out.stderr
+    assert 'world_size: 2' in log.replace('World size', 'world_size')
+    # 2 processes share the 20 images: 10 each, batch 10 -> 1 iteration per epoch
+    assert 'Epoch(train) [1][1/1]' in log
+    assert len(glob.glob(str(work / '*.pth'))) == 1
