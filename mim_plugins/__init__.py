@@ -7,6 +7,6 @@ from .utils.stack import check_stack
 
 check_stack()
 
-from . import datasets, engine  # noqa: E402,F401  (registers the modules)
+from . import datasets, engine, models  # noqa: E402,F401  (registers the modules)
 
 __version__ = '0.1.0'

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny generated data in the real CustomDataset layout."""
+import glob
 import os
 import os.path as osp
 import sys
@@ -19,6 +20,18 @@ def make_tiny_dataset(root: str, per_class: int = 3, size: int = 28, seed: int =
     images = rng.integers(0, 256, size=(len(labels), size, size), dtype=np.uint8)
     write_custom_dataset(root, images, labels, num_val=1, num_labelled=1, seed=seed)
     return root + '/'
+
+
+def make_part_maps(img_prefix: str, part_root: str, grid: int, num_parts: int,
+                   seed: int = 0) -> str:
+    """A random ``grid x grid`` part map (ids ``0..num_parts-1``) for every PNG image under
+    ``img_prefix``, written where ``LoadPartMap(part_root, img_prefix)`` reads it."""
+    from mim_plugins.datasets.part_maps import part_map_path, save_part_map
+    rng = np.random.default_rng(seed)
+    for path in sorted(glob.glob(osp.join(img_prefix, '**', '*.png'), recursive=True)):
+        save_part_map(part_map_path(part_root, img_prefix, path),
+                      rng.integers(0, num_parts, (grid, grid)))
+    return part_root
 
 
 @pytest.fixture(scope='session')

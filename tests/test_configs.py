@@ -7,14 +7,15 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import ROOT
+from conftest import ROOT, make_part_maps
 
 CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
                  if '_base_' not in p)
 
 
 def shrink(cfg: Config, data_root: str, work_dir: str) -> None:
-    """Point every dataloader at the tiny data and make the epoch exactly 2 iterations."""
+    """Point every dataloader at the tiny data and make the epoch exactly 2 iterations; SemMAE
+    pipelines get random part maps of their grid for the tiny train images."""
     cfg.work_dir = work_dir
     cfg.experiment_name = f'test_{uuid.uuid4().hex[:8]}'
     cfg.train_cfg.max_epochs = 1
@@ -25,6 +26,12 @@ def shrink(cfg: Config, data_root: str, work_dir: str) -> None:
             cfg[key].update(num_workers=0, persistent_workers=False)
             cfg[key].dataset.data_root = data_root
     cfg.train_dataloader.drop_last = True
+    for transform in cfg.train_dataloader.dataset.get('pipeline', []):
+        if transform.get('type') == 'LoadPartMap':
+            transform.img_prefix = osp.join(data_root, 'train')
+            transform.part_root = make_part_maps(transform.img_prefix,
+                                                 osp.join(work_dir, 'part_maps'),
+                                                 transform.grid, transform.num_parts)
 
 
 @pytest.mark.parametrize('config', CONFIGS, ids=lambda p: osp.relpath(p, ROOT))

@@ -1,19 +1,11 @@
 """Exact tests of the mask functions: counts, the SemMAE intra→inter schedule, randomness."""
-import importlib.util
 import itertools
 import math
-import os.path as osp
 
 import pytest
 import torch
 
-# Loaded by path: masking.py needs only torch, while `import mim_plugins` checks the whole
-# OpenMMLab stack first, so these tests also run where that stack is absent.
-_SPEC = importlib.util.spec_from_file_location(
-    'mim_plugins_masking', osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                                    'mim_plugins', 'masking.py'))
-masking = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(masking)
+from mim_plugins import masking
 
 
 def gen(seed: int) -> torch.Generator:

@@ -1,7 +1,7 @@
 """Importing mim_plugins registers its modules; every one builds from a minimal config."""
 import importlib
 import inspect
-import os
+import socket
 
 import pytest
 import torch
@@ -22,11 +22,22 @@ def registered_mim_plugins():
     return sorted(found, key=lambda x: (x[0].scope, x[0].name, x[1]))
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def process_group():
+    """A 1-process gloo group for wrappers that need one, torn down so later tests run alone."""
+    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{_free_port()}',
+                                         rank=0, world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
 def _ddp_wrapper_cfg():
-    if not torch.distributed.is_initialized():
-        os.environ.setdefault('MASTER_ADDR', '127.0.0.1')
-        os.environ.setdefault('MASTER_PORT', '29533')
-        torch.distributed.init_process_group('gloo', rank=0, world_size=1)
     return dict(type='CPUDistributedDataParallel',
                 module=torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.SyncBatchNorm(2)))
 
@@ -34,6 +45,16 @@ def _ddp_wrapper_cfg():
 # name -> minimal config factory; a newly registered module without one fails the test below.
 MINIMAL = {
     'CPUDistributedDataParallel': _ddp_wrapper_cfg,
+    'VisibleTokenClsHead': lambda: dict(type='VisibleTokenClsHead', num_classes=10, in_channels=192),
+    'SupMAE': lambda: dict(
+        type='SupMAE',
+        backbone=dict(type='MAEViT', arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                                               feedforward_channels=64), img_size=16, patch_size=4),
+        neck=dict(type='MAEPretrainDecoder', num_patches=16, patch_size=4, embed_dim=32,
+                  decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2),
+        head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=4,
+                  loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+        cls_head=dict(type='VisibleTokenClsHead', num_classes=10, in_channels=32)),
 }
 
 
@@ -45,12 +66,12 @@ def test_every_registered_module_has_a_minimal_config():
 
 @pytest.mark.parametrize('registry,name', registered_mim_plugins(),
                          ids=lambda v: v if isinstance(v, str) else f'{v.scope}.{v.name}')
-def test_registered_module_builds(registry, name):
+def test_registered_module_builds(registry, name, process_group):
     obj = registry.build(MINIMAL[name]())
     assert type(obj).__name__ == name
 
 
-def test_cpu_ddp_wrapper_reverts_syncbn_and_trains():
+def test_cpu_ddp_wrapper_reverts_syncbn_and_trains(process_group):
     from mmengine.registry import MODEL_WRAPPERS
     wrapper = MODEL_WRAPPERS.build(_ddp_wrapper_cfg())
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in wrapper.modules())

@@ -41,7 +41,7 @@ class Stages:
     def begin(self, name: str) -> None:
         elapsed = time.time() - self.start
         eta = ''
-        if self.done > 0:
+        if self.done >= 0.1:  # extrapolate only once a real stage has been timed
             eta = f', ETA {elapsed / self.done * (1 - self.done) / 60:.1f} min'
         print(f'\n[demo] === {name} (elapsed {elapsed / 60:.1f} min{eta}) ===', flush=True)
 

@@ -11,18 +11,15 @@ from typing import Callable, Iterable, Optional
 
 from mmengine.registry import Registry
 
-
-class UserInputError(RuntimeError):
-    """A problem with the user's config, data or installation; its message says the fix."""
+from ..utils.errors import UserInputError
 
 
-_UNKNOWN_TYPE = re.compile(r'(\S+) is not in the (\S+?)::(\S+) registry')
+_UNKNOWN_TYPE = re.compile(r'([\w.]+) is not in the (\w+)::([\w ]+?) registry')
 _BAD_IMAGE = re.compile(r'failed to load image: (\S+)')
 
 
 def _registry_names(scope: str, name: str) -> Iterable[str]:
     """Every type name visible from registry ``name`` of ``scope`` (its own and its parents')."""
-    from mmengine.registry import DefaultScope  # noqa: F401  (imports the registries)
     seen = set()
     for mod in ('mmpretrain.registry', 'mmseg.registry', 'mmengine.registry'):
         try:

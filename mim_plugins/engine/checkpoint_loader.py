@@ -11,12 +11,15 @@ import os.path as osp
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from ..utils.errors import MissingFileError
+
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)
 def load_from_local(filename: str, map_location=None) -> dict:
     """Load a local checkpoint file (any pickled content mmengine writes)."""
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'Checkpoint {filename} does not exist. Fix: pass the path of an '
-                                'existing .pth file.')
+        raise MissingFileError(
+            f"Checkpoint '{filename}' does not exist. Fix: pass the path of an existing .pth file "
+            '(to fine-tune or probe: --cfg-options model.backbone.init_cfg.checkpoint=PATH).')
     return torch.load(filename, map_location=map_location, weights_only=False)

@@ -1,3 +1,4 @@
+from .errors import MissingFileError, UserInputError
 from .stack import StackError, check_stack
 
-__all__ = ['StackError', 'check_stack']
+__all__ = ['MissingFileError', 'StackError', 'UserInputError', 'check_stack']

@@ -73,7 +73,7 @@ def render_mae_reconstructions(config: str, checkpoint: str, image_paths: Sequen
     """Load an MAE checkpoint with its config, mask ``image_paths`` at the config's ratio and save
     the original / masked / reconstruction / reconstruction+visible grid to ``out_file``."""
     from mmengine.config import Config
-    from mmengine.dataset import Compose
+    from mmengine.dataset import Compose, default_collate
     from mmpretrain.apis import get_model
     from mmengine.registry import init_default_scope
 
@@ -85,9 +85,9 @@ def render_mae_reconstructions(config: str, checkpoint: str, image_paths: Sequen
                         dict(type='Resize', scale=(size, size), backend='pillow'),
                         dict(type='PackInputs')])
     batch = [pipeline(dict(img_path=p)) for p in image_paths]
-    data = model.data_preprocessor(dict(inputs=[b['inputs'] for b in batch]), False)
+    inputs = model.data_preprocessor(default_collate(batch), False)['inputs']
     torch.manual_seed(seed)
-    out = mae_reconstruct(model, data['inputs'])
+    out = mae_reconstruct(model, inputs)
     pre = model.data_preprocessor
     mean, std = pre.mean.flatten().tolist(), pre.std.flatten().tolist()
     columns = [to_uint8(out[name], mean, std) for name in COLUMNS]

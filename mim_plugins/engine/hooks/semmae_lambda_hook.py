@@ -1,0 +1,37 @@
+"""Hands the epoch to the mask generator, so SemMAE's λ follows the schedule."""
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import IterBasedTrainLoop
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class SemMAELambdaHook(Hook):
+    """Before every training epoch, ``set_epoch(runner.epoch, runner.max_epochs)`` on the
+    mask generator of ``model.data_preprocessor`` (a ``MaskingDataPreprocessor``) and, when the
+    generator has a λ, log it as ``train/mask_lambda``.
+
+    The generator runs in the main process, inside the data preprocessor, so the new epoch takes
+    effect at once, however many (persistent) dataloader workers there are. λ changes per epoch,
+    so the hook needs an epoch-based train loop.
+    """
+
+    def before_train(self, runner) -> None:
+        if isinstance(runner.train_loop, IterBasedTrainLoop):
+            raise TypeError('SemMAELambdaHook updates λ per epoch, but the train loop is '
+                            "iteration-based (one pseudo-epoch). Fix: train_cfg = dict(type="
+                            "'EpochBasedTrainLoop', max_epochs=...).")
+
+    def before_train_epoch(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        generator = getattr(model.data_preprocessor, 'mask_generator', None)
+        if generator is None:
+            raise TypeError(
+                'SemMAELambdaHook sets the epoch of model.data_preprocessor.mask_generator, but '
+                f'the data preprocessor is a {type(model.data_preprocessor).__name__} without '
+                "one. Fix: data_preprocessor = dict(type='MaskingDataPreprocessor', "
+                'preprocessor=dict(...), mask_generator=dict(...)), or drop the hook.')
+        generator.set_epoch(runner.epoch, runner.max_epochs)
+        lam = getattr(generator, 'lam', None)
+        if lam is not None:
+            runner.message_hub.update_scalar('train/mask_lambda', lam)
