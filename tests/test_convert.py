@@ -46,18 +46,20 @@ class RefBlock(nn.Module):
 class RefMAE(nn.Module):
     """A tiny ViT + MAE decoder + fine-tune head in the official layout (our own, for the test)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dim: int = DIM, depth: int = DEPTH, heads: int = HEADS,
+                 hidden: int = HIDDEN, patch: int = PATCH, img: int = IMG,
+                 classes: int = 7) -> None:
         super().__init__()
-        num_patches = (IMG // PATCH)**2
+        num_patches = (img // patch)**2
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(3, DIM, PATCH, PATCH)
-        self.cls_token = nn.Parameter(torch.randn(1, 1, DIM))
-        self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, DIM))
-        self.blocks = nn.ModuleList(RefBlock(DIM, HEADS, HIDDEN) for _ in range(DEPTH))
-        self.norm = nn.LayerNorm(DIM, eps=1e-6)
-        self.fc_norm = nn.LayerNorm(DIM, eps=1e-6)
-        self.head = nn.Linear(DIM, 7)
-        self.decoder_embed = nn.Linear(DIM, DEC_DIM)
+        self.patch_embed.proj = nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, dim))
+        self.blocks = nn.ModuleList(RefBlock(dim, heads, hidden) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, classes)
+        self.decoder_embed = nn.Linear(dim, DEC_DIM)
         self.mask_token = nn.Parameter(torch.randn(1, 1, DEC_DIM))
         self.decoder_pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, DEC_DIM))
         self.decoder_blocks = nn.ModuleList(
@@ -157,6 +159,29 @@ def test_finetuned_global_pool_classifier_is_identical(tmp_path):
         want = ref.head(ref.fc_norm(ref.tokens(x)[:, 1:].mean(dim=1)))
         got = model(x, mode='tensor')
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_converted_finetuned_file_evaluates_with_tools_test(tmp_path, tiny_data):
+    """A fine-tuned official file of the demo ViT's shape, converted, runs through tools/test.py
+    with the demo fine-tune config, every parameter found."""
+    torch.manual_seed(0)
+    ref = RefMAE(dim=192, depth=6, heads=3, hidden=768, patch=4, img=28, classes=10)
+    official = {k: v for k, v in ref.state_dict().items()
+                if not k.startswith(('norm.', 'decoder', 'mask_token'))}
+    torch.save(dict(model=official), tmp_path / 'finetuned.pth')
+    dst = tmp_path / 'finetuned_mmpretrain.pth'
+    assert convert(tmp_path / 'finetuned.pth', dst).returncode == 0
+    options = [f'test_dataloader.{o}' for o in (f'dataset.data_root={tiny_data}', 'num_workers=0',
+                                                 'persistent_workers=False')]
+    out = subprocess.run(
+        [sys.executable, 'tools/test.py', 'configs/mae/benchmarks/'
+         'vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py', str(dst), '--work-dir', str(tmp_path),
+         '--cfg-options', *options], cwd=ROOT, env=run_env(), capture_output=True, text=True,
+        timeout=300)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert 'accuracy/top1' in log
+    assert 'missing keys' not in log and 'unexpected key' not in log
 
 
 def test_decoder_maps_onto_mae_pretrain_decoder(tmp_path):

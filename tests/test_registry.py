@@ -42,19 +42,39 @@ def _ddp_wrapper_cfg():
                 module=torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.SyncBatchNorm(2)))
 
 
+_TINY_ARCH = dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64)
+
 # name -> minimal config factory; a newly registered module without one fails the test below.
 MINIMAL = {
     'CPUDistributedDataParallel': _ddp_wrapper_cfg,
     'VisibleTokenClsHead': lambda: dict(type='VisibleTokenClsHead', num_classes=10, in_channels=192),
     'SupMAE': lambda: dict(
         type='SupMAE',
-        backbone=dict(type='MAEViT', arch=dict(embed_dims=32, num_layers=1, num_heads=2,
-                                               feedforward_channels=64), img_size=16, patch_size=4),
+        backbone=dict(type='MAEViT', arch=_TINY_ARCH, img_size=16, patch_size=4),
         neck=dict(type='MAEPretrainDecoder', num_patches=16, patch_size=4, embed_dim=32,
                   decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2),
         head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=4,
                   loss=dict(type='PixelReconstructionLoss', criterion='L2')),
         cls_head=dict(type='VisibleTokenClsHead', num_classes=10, in_channels=32)),
+    'LoadPartMap': lambda: dict(type='LoadPartMap', part_root='data/parts',
+                                img_prefix='data/train', grid=14, num_parts=7),
+    'RandomResizedCropWithPartMap': lambda: dict(type='RandomResizedCropWithPartMap', scale=224),
+    'RandomFlipWithPartMap': lambda: dict(type='RandomFlipWithPartMap', prob=0.5),
+    'RandomMaskGenerator': lambda: dict(type='RandomMaskGenerator', mask_ratio=0.75, grid=14),
+    'SemanticPartMaskGenerator': lambda: dict(type='SemanticPartMaskGenerator', mask_ratio=0.75,
+                                              lam_schedule='square'),
+    'MaskingDataPreprocessor': lambda: dict(
+        type='MaskingDataPreprocessor', preprocessor=dict(type='SelfSupDataPreprocessor'),
+        mask_generator=dict(type='RandomMaskGenerator')),
+    'SemMAEViT': lambda: dict(type='SemMAEViT', arch=_TINY_ARCH, img_size=28, patch_size=7),
+    'SemMAE': lambda: dict(
+        type='SemMAE',
+        backbone=dict(type='SemMAEViT', arch=_TINY_ARCH, img_size=28, patch_size=7),
+        neck=dict(type='MAEPretrainDecoder', num_patches=16, patch_size=7, embed_dim=32,
+                  decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2),
+        head=dict(type='MAEPretrainHead', patch_size=7,
+                  loss=dict(type='PixelReconstructionLoss', criterion='L2'))),
+    'SemMAELambdaHook': lambda: dict(type='SemMAELambdaHook'),
 }
 
 

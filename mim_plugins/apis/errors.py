@@ -36,9 +36,12 @@ def _registry_names(scope: str, name: str) -> Iterable[str]:
 
 def explain(exc: BaseException) -> Optional[str]:
     """A one-paragraph explanation with the fix for a known failure, else None."""
-    if isinstance(exc, UserInputError):
-        return str(exc)
     text = str(exc)
+    if isinstance(exc, UserInputError):
+        # Raised in a dataloader worker, it comes back as "Caught X in DataLoader worker ...
+        # Original Traceback ...": the message is the traceback's last line.
+        return text.strip().splitlines()[-1].split(': ', 1)[-1] if 'Original Traceback' in text \
+            else text
     match = _UNKNOWN_TYPE.search(text)
     if isinstance(exc, KeyError) and match:
         type_name, scope, reg_name = match.groups()

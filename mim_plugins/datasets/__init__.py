@@ -1,3 +1,5 @@
+from . import part_maps  # noqa: F401  (registers the part-map transforms)
 from .embedded import prepare_mnist5k, write_custom_dataset
+from .part_maps import part_map_path, save_part_map
 
-__all__ = ['prepare_mnist5k', 'write_custom_dataset']
+__all__ = ['part_map_path', 'prepare_mnist5k', 'save_part_map', 'write_custom_dataset']
