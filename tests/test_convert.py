@@ -1,5 +1,6 @@
 """The official-checkpoint converter: a checkpoint written in the official (timm) key layout by an
 independent reference ViT gives identical features in the stock mmpretrain modules."""
+import argparse
 import subprocess
 import sys
 
@@ -102,13 +103,14 @@ def build(cfg: dict) -> nn.Module:
     return model
 
 
-def official_file(tmp_path, names=None, **extra) -> tuple:
-    """A reference model saved as the official code does: {'model': state_dict, ...}."""
+def official_file(tmp_path, names=None) -> tuple:
+    """A reference model saved as the official training code does: {'model', 'epoch', 'args'}
+    (an argparse.Namespace, which the converter must read without unpickling arbitrary code)."""
     torch.manual_seed(0)
     ref = RefMAE().eval()
     state = {k: v for k, v in ref.state_dict().items() if names is None or names(k)}
     path = tmp_path / 'official.pth'
-    torch.save(dict(model=state, epoch=799, **extra), path)
+    torch.save(dict(model=state, epoch=799, args=argparse.Namespace(norm_pix_loss=True)), path)
     return ref, path
 
 
@@ -234,7 +236,7 @@ def test_linear_probe_head_maps_onto_bn_neck_and_vit_head():
 
 def test_unknown_keys_are_reported_and_kept_out(tmp_path):
     ref, src = official_file(tmp_path)
-    state = torch.load(src, weights_only=True)
+    state = torch.load(src, weights_only=False)
     state['model']['dist_token'] = torch.zeros(1, 1, DIM)
     state['model']['blocks.0.attn.q_bias'] = torch.zeros(DIM)
     torch.save(state, src)

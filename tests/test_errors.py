@@ -8,7 +8,7 @@ from conftest import ROOT, run_env
 from mim_plugins.apis.errors import explain
 from mim_plugins.utils.stack import StackError, check_stack
 
-MAE_CFG = 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+MAE_CFG = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 
 
 def run_train(*args):

@@ -28,8 +28,9 @@ PAIRS = {
     for arch, ft_epochs in (('base-p16', 100), ('large-p16', 50), ('huge-p14', 50))
     for epochs in (800, 1600)
 }
-PAIRS['mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'] = (
-    'vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py', 'vit-tiny-p4_1xb64-linear-coslr-15e_mnist5k-500.py')
+PAIRS['mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'] = (
+    'vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py',
+    'vit-tiny-p4_1xb64-linear-coslr-15e_mnist5k-500.py')
 PAPER = [name for name in PAIRS if 'in1k' in name]
 # (width, depth, patch) of each encoder, and the paper's fine-tune recipe
 ARCHS = {'base': (768, 12, 16), 'large': (1024, 24, 16), 'huge': (1280, 32, 14)}
@@ -180,7 +181,7 @@ def test_vit_base_checkpoint_loads_through_pretrained_init(tmp_path):
 
 
 # ---- tools/visualization/vis_mae.py ------------------------------------------------------------
-TINY_MAE = MAE + 'mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+TINY_MAE = MAE + 'mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 VIS = ROOT + '/tools/visualization/vis_mae.py'
 
 
@@ -245,7 +246,7 @@ def test_vis_mae_bad_input_is_one_clear_error(tiny_checkpoint, case, message):
     if case == 'encoder-only':
         ckpt = str(root / 'encoder.pth')
     elif case == 'fine-tune config':
-        config = BENCH + PAIRS['mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'][0]
+        config = BENCH + PAIRS['mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'][0]
     else:
         images = images + [str(root / 'missing.png')]
     with pytest.raises(UserInputError, match=message) as error:

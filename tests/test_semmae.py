@@ -384,7 +384,7 @@ def test_checkpoint_loads_into_the_stock_vision_transformer(tmp_path):
 
 
 def test_demo_config_trains_two_iterations_with_tools_train(tiny_data, tmp_path):
-    cfg = 'configs/semmae/semmae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+    cfg = 'configs/semmae/semmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
     img_prefix = osp.join(tiny_data, 'train')
     part_root = make_part_maps(img_prefix, str(tmp_path / 'parts'), grid=7, num_parts=7)
     work = tmp_path / 'work'

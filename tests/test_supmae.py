@@ -15,7 +15,7 @@ import mim_plugins.models.supmae  # noqa: F401  (registers SupMAE)
 from conftest import ROOT, run_env
 
 IN1K_CFG = 'configs/supmae/supmae_vit-base-p16_8xb512-coslr-400e_in1k.py'
-DEMO_CFG = 'configs/supmae/supmae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+DEMO_CFG = 'configs/supmae/supmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 FT_CFG = 'configs/supmae/benchmarks/vit-base-p16_8xb128-coslr-100e_in1k.py'
 LP_CFG = 'configs/supmae/benchmarks/vit-base-p16_8xb2048-linear-coslr-90e_in1k.py'
 

@@ -8,7 +8,7 @@ import sys
 
 from conftest import ROOT, run_env
 
-MAE_CFG = 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+MAE_CFG = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 FT_CFG = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py'
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 from conftest import ROOT
 from mim_plugins.visualization import mae_reconstruct, render_mae_reconstructions, save_grid
 
-MAE_CFG = ROOT + '/configs/mae/mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+MAE_CFG = ROOT + '/configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 
 
 def build_mae():

@@ -18,7 +18,7 @@ import time
 from typing import Dict, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-PRETRAIN = 'configs/mae/mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py'
+PRETRAIN = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 FINETUNE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py'
 PROBE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-linear-coslr-15e_mnist5k-500.py'
 

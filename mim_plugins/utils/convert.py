@@ -117,9 +117,9 @@ def check_layout(state_dict: Mapping[str, Tensor]) -> None:
     if missing:
         raise CheckpointLayoutError(
             f'Not an official MAE/SupMAE/SemMAE ViT checkpoint: {missing} missing (the file has '
-            f'{names[:6]}{" ..." if len(names) > 6 else ""}). Expected timm-style names: cls_token, '
-            'pos_embed, patch_embed.proj.*, blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,'
-            'mlp.fc2}.*, norm.*. Fix: pass mae_pretrain_vit_{base,large,huge}.pth, a full '
+            f'{names[:6]}{" ..." if len(names) > 6 else ""}). Expected timm-style names: '
+            'cls_token, pos_embed, patch_embed.proj.*, blocks.N.{norm1,attn.qkv,attn.proj,norm2,'
+            'mlp.fc1,mlp.fc2}.*, norm.*. Fix: pass mae_pretrain_vit_{base,large,huge}.pth, a full '
             'pretraining checkpoint of the official code, or one of its fine-tuned files.')
 
 

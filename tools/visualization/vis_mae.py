@@ -1,6 +1,7 @@
 """Original / masked / reconstruction / reconstruction+visible figure of an MAE-family checkpoint.
 
-    python tools/visualization/vis_mae.py CONFIG CHECKPOINT IMAGE [IMAGE ...] --out fig.png [--seed 0]
+    python tools/visualization/vis_mae.py CONFIG CHECKPOINT IMAGE [IMAGE ...] --out fig.png
+        [--seed 0]
 
 CONFIG is the pretraining config the checkpoint was trained with (configs/mae/mae_*.py, or a
 SupMAE / SemMAE one); CHECKPOINT must hold the decoder (neck.*) too: a checkpoint written by
@@ -26,7 +27,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def check_inputs(args: argparse.Namespace) -> None:
-    """One clear error for a missing file, a config that is no MAE, or an encoder-only checkpoint."""
+    """One clear error for a missing file, a config that is no MAE, or a checkpoint without the
+    decoder."""
     from mmengine.config import Config
     from mmengine.runner.checkpoint import _load_checkpoint
     from mmpretrain.models import MAE

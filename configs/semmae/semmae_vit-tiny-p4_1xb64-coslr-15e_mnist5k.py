@@ -1,7 +1,7 @@
 # SemMAE on the demo: the small MAE ViT of configs/mae (28² images, 4² patches, 7x7 = 49 tokens)
-# on MNIST-5k with semantic-guided masks; λ = 1 - ((epoch + 1) / 20)² over the 20 epochs.
+# on MNIST-5k with semantic-guided masks; λ = 1 - ((epoch + 1) / 15)² over the 15 epochs.
 # Part maps: one 7x7 8-bit PNG per image under part_root (SemMAE stage 1), see README.md.
-_base_ = ['../mae/mae_vit-tiny-p4_1xb256-coslr-20e_mnist5k.py']
+_base_ = ['../mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py']
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 data_root = 'data/mnist5k/'
