@@ -1,36 +1,13 @@
-# MAE ViT-H/14 pretraining, 800 epochs on ImageNet-1k, batch 4096 (8 GPUs x 512).
-# mmpretrain's config already is the paper's recipe: norm-pix loss, mask ratio 0.75, 512-d 8-block
-# decoder, AdamW betas (0.9, 0.95), wd 0.05, lr 1.5e-4 x 4096 / 256, 40 warm-up epochs then cosine,
-# RandomResizedCrop scale (0.2, 1) + flip. Changed here:
-#  - mixed precision comes from the tools' `--amp` flag, not from the config: mmengine's
-#    AmpOptimWrapper refuses to start without a GPU;
-#  - training images are read from the train/ folder tree without labels (pretraining needs
-#    none), so any image-folder data set works, not only one with exactly 1000 class folders.
-_base_ = ['mmpretrain::mae/mae_vit-huge-p14_8xb512-amp-coslr-1600e_in1k.py']
+# MAE ViT-H/14 pretraining, 800 epochs on ImageNet-1k, batch 4096 (8 GPUs x 512): the 1600-epoch
+# config with the schedule stretched to 800 epochs (40 warm-up epochs, then cosine).
+_base_ = ['./mae_vit-huge-p14_8xb512-coslr-1600e_in1k.py']
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=_base_.optim_wrapper.optimizer,
-    paramwise_cfg=_base_.optim_wrapper.paramwise_cfg)
-train_dataloader = dict(
-    dataset=dict(
-        _delete_=True,
-        type='CustomDataset',
-        data_root='data/imagenet/',
-        data_prefix='train',
-        with_label=False,
-        pipeline=_base_.train_pipeline),
-    # restated because mmengine 0.10 passes the `_scope_` key it adds to an inherited collate_fn
-    # on to the function as an argument
-    collate_fn=dict(_delete_=True, type='default_collate'))
-
-# mmpretrain ships ViT-H at 1600 epochs only: same warm-up, cosine ending at epoch 800.
+max_epochs = 800
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=40,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=760, by_epoch=True, begin=40, end=800,
-         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - 40, by_epoch=True, begin=40,
+         end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(max_epochs=800)
+train_cfg = dict(max_epochs=max_epochs)

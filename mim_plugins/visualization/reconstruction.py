@@ -1,9 +1,10 @@
 """Original / masked / reconstruction / reconstruction+visible figures for MAE-family models."""
+import os.path as osp
 from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 COLUMNS = ('original', 'masked', 'reconstruction', 'reconstruction + visible')
 
@@ -51,6 +52,23 @@ def to_uint8(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     return pixels.permute(0, 2, 3, 1).numpy()
 
 
+def title_font(size: int = 10) -> ImageFont.ImageFont:
+    """DejaVu Sans (system or matplotlib's copy), which has Greek letters such as λ; Pillow's
+    default font draws them as boxes and is the fallback."""
+    candidates = ['DejaVuSans.ttf']
+    try:
+        import matplotlib
+        candidates.append(osp.join(matplotlib.get_data_path(), 'fonts', 'ttf', 'DejaVuSans.ttf'))
+    except ImportError:
+        pass
+    for name in candidates:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
 def save_grid(rows: List[List[np.ndarray]], path: str, titles: Sequence[str] = COLUMNS,
               cell: int = 112, pad: int = 4) -> None:
     """Save ``rows`` of equally many (H, W, 3) uint8 images as a PNG grid with column titles."""
@@ -59,8 +77,9 @@ def save_grid(rows: List[List[np.ndarray]], path: str, titles: Sequence[str] = C
     grid = Image.new('RGB', (n_cols * (cell + pad) + pad, header + len(rows) * (cell + pad) + pad),
                      'white')
     draw = ImageDraw.Draw(grid)
+    font = title_font()
     for c, title in enumerate(titles[:n_cols]):
-        draw.text((pad + c * (cell + pad), 1), title, fill='black')
+        draw.text((pad + c * (cell + pad), 1), title, fill='black', font=font)
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
             tile = Image.fromarray(img).resize((cell, cell), Image.NEAREST)
