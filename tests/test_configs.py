@@ -22,6 +22,8 @@ def shallow_large_vits(cfg: Config) -> None:
     arch = backbone.get('arch')
     if isinstance(arch, str) and arch.lower() in ('l', 'large', 'h', 'huge'):
         backbone.arch = dict(VisionTransformer.arch_zoo[arch.lower()], num_layers=2)
+        if backbone.get('frozen_stages', -1) > 2:  # linear probes freeze every layer
+            backbone.frozen_stages = 2
 
 
 def shrink(cfg: Config, data_root: str, work_dir: str) -> None:
