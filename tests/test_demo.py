@@ -29,3 +29,21 @@ def test_demo_runs_every_stage(tmp_path):
     fig = Image.open(work / 'mae_reconstruction.png')
     assert fig.size == (4 * 116 + 4, 14 + 8 * 116 + 4)
     assert 'ETA' in out
+
+
+def test_semmae_demo_runs_stage1_stage2_and_evaluates(tmp_path):
+    work, data = tmp_path / 'demo', tmp_path / 'mnist5k'
+    result = subprocess.run(
+        [sys.executable, 'tools/run_semmae_demo.py', '--work-dir', str(work), '--data-root',
+         str(data), '--pretrain-epochs', '1', '--eval-epochs', '1'],
+        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # stage 1 wrote a 7x7 map with ids < 7 for every one of the 4000 train images
+    maps = list((data / 'part_maps' / 'train').rglob('*.png'))
+    assert len(maps) == 4000
+    import numpy as np
+    ids = np.array(Image.open(maps[0]))
+    assert ids.shape == (7, 7) and ids.max() < 7
+    assert (work / 'semmae_pretrain' / 'epoch_1.pth').is_file()
+    rows = re.findall(r'\[demo\] (fine-tune|linear probe)\s+([\d.]+)%\s+([\d.]+)%', result.stdout)
+    assert [r[0] for r in rows] == ['fine-tune', 'linear probe']

