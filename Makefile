@@ -1,14 +1,18 @@
-# The two commands of README.md:  `make demo` (set up + main job) and `make test` (set up + tests).
+# README.md's commands: `make demo` (set up + main job), `make test` (set up + tests),
+# `make demo-semmae` (set up + the SemMAE pipeline demo).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: setup demo test
+.PHONY: setup demo demo-semmae test
 setup:
 	bash tools/setup_env.sh
 
 demo: setup
 	$(PY) tools/run_demo.py
+
+demo-semmae: setup
+	$(PY) tools/run_semmae_demo.py
 
 test: setup
 	$(PY) -m pytest tests -ra

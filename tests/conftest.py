@@ -41,6 +41,6 @@ def tiny_data(tmp_path_factory) -> str:
 
 def run_env() -> dict:
     """Environment for tool subprocesses: the repository importable, one thread per process."""
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', MIM_PYTHON=sys.executable)
     env.pop('MIM_PLUGINS_DEBUG', None)
     return env

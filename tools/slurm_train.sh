@@ -13,8 +13,12 @@ GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Interpreter: $MIM_PYTHON, else the project environment made by `make setup`, else `python` on PATH.
+if [ -z "${MIM_PYTHON:-}" ]; then
+  if [ -x "$ROOT/.venv/bin/python" ]; then MIM_PYTHON="$ROOT/.venv/bin/python"; else MIM_PYTHON=python; fi
+fi
 export MASTER_PORT=${PORT:-29500}
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" exec srun -p "$PARTITION" --job-name="$JOB_NAME" \
   --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" --ntasks-per-node="$GPUS_PER_NODE" \
   --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 ${SRUN_ARGS:-} \
-  python -u "$ROOT/tools/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "${@:5}"
+  "$MIM_PYTHON" -u "$ROOT/tools/train.py" "$CONFIG" --work-dir="$WORK_DIR" --launcher=slurm "${@:5}"
