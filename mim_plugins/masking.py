@@ -188,3 +188,60 @@ def lambda_schedule(epoch: int, max_epochs: int, kind: str = 'square', value: fl
     else:
         raise ValueError(f'unknown lambda schedule kind {kind!r}; valid kinds: {LAMBDA_KINDS}')
     return min(1.0, max(0.0, lam))
+
+
+def block_mask(batch: int, grid: Tuple[int, int], mask_ratio: float, min_block: int = 16,
+               max_block: Optional[int] = None, min_aspect: float = 0.3,
+               generator: Optional[torch.Generator] = None) -> Tensor:
+    """BEiT-style block-wise mask with an exact count: a bool tensor ``(batch, H*W)``.
+
+    Per image, rectangles are drawn until ``num_masked(H*W, r)`` patches are covered: area
+    uniform in ``[min_block, min(max_block, still needed)]`` patches (smaller once fewer than
+    ``min_block`` are needed; ``max_block`` defaults to the target count), log-uniform aspect
+    ratio in ``[min_aspect, 1/min_aspect]``, uniform position; a rectangle that does not fit the
+    grid or adds nothing is redrawn, and one that overshoots the target (rounding of its sides)
+    masks a random subset of its new patches. After 100 fruitless draws in a row (a grid too
+    small for ``min_block``) the rest is filled uniformly at random. Unlike BEiT, whose counts
+    vary per image, every row masks exactly the same number of patches, so batched encoders that
+    drop the masked tokens (MAE, the SemanticMIM bottleneck) can use block masks too. CPU only.
+    """
+    h, w = grid
+    total = num_masked(h * w, mask_ratio)
+    if min_block < 1 or (max_block is not None and max_block < min_block):
+        raise ValueError(f'need 1 <= min_block <= max_block, got {min_block}, {max_block}')
+    max_block = total if max_block is None else min(max_block, total)
+    if not 0.0 < min_aspect <= 1.0:
+        raise ValueError(f'min_aspect must lie in (0, 1], got {min_aspect!r}')
+    log_aspect = (math.log(min_aspect), -math.log(min_aspect))
+
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=generator))
+
+    def randint(hi: int) -> int:
+        return int(torch.randint(hi, (), generator=generator))
+
+    masks = torch.zeros(batch, h, w, dtype=torch.bool)
+    for mask in masks:
+        count, misses = 0, 0
+        while count < total and misses < 100:
+            upper = min(max_block, total - count)
+            area = uniform(min(min_block, upper), upper)
+            aspect = math.exp(uniform(*log_aspect))
+            bh, bw = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            if not (1 <= bh <= h and 1 <= bw <= w):
+                misses += 1
+                continue
+            top, left = randint(h - bh + 1), randint(w - bw + 1)
+            new = (~mask[top:top + bh, left:left + bw]).nonzero() + torch.tensor([top, left])
+            if len(new) == 0:
+                misses += 1
+                continue
+            misses = 0
+            new = new[torch.randperm(len(new), generator=generator)[:total - count]]
+            mask[new[:, 0], new[:, 1]] = True
+            count += len(new)
+        if count < total:
+            free = (~mask.flatten()).nonzero().squeeze(1)
+            pick = torch.randperm(len(free), generator=generator)[:total - count]
+            mask.view(-1)[free[pick]] = True
+    return masks.flatten(1)

@@ -250,3 +250,32 @@ def test_bad_part_ids_and_lambda():
         masking.semantic_part_mask(torch.zeros(16, dtype=torch.long), 0.75, 1.5)
     with pytest.raises(ValueError, match='no visible patch'):
         masking.semantic_part_mask(torch.zeros(4, dtype=torch.long), 0.9, 0.5)
+
+
+# ---- block masks (BEiT-style, exact counts) ------------------------------------------------------
+def boundary(mask: torch.Tensor) -> int:
+    """Masked/visible neighbour pairs in (B, 14, 14) grids: few for blocks, many if scattered."""
+    grid = mask.view(-1, 14, 14)
+    return int((grid[:, 1:] != grid[:, :-1]).sum() + (grid[:, :, 1:] != grid[:, :, :-1]).sum())
+
+
+@pytest.mark.parametrize('ratio', [0.4, 0.6, 0.75])
+def test_block_mask_exact_count_in_blocks(ratio):
+    mask = masking.block_mask(16, (14, 14), ratio, generator=gen(0))
+    assert mask.dtype == torch.bool and mask.shape == (16, 196)
+    assert (mask.sum(1) == masking.num_masked(196, ratio)).all()
+    # blocks, not scattered patches: a much shorter masked/visible boundary than a random mask's
+    assert boundary(mask) * 2 < boundary(masking.random_mask(16, 196, ratio, generator=gen(0)))
+
+
+def test_block_mask_is_reproducible_and_checks_its_arguments():
+    a = masking.block_mask(4, (14, 14), 0.4, generator=gen(5))
+    assert torch.equal(a, masking.block_mask(4, (14, 14), 0.4, generator=gen(5)))
+    assert not torch.equal(a, masking.block_mask(4, (14, 14), 0.4, generator=gen(6)))
+    # a grid too small for min_block still gets its exact count
+    small = masking.block_mask(3, (3, 3), 0.5, min_block=16)
+    assert (small.sum(1) == masking.num_masked(9, 0.5)).all()
+    with pytest.raises(ValueError, match='min_aspect'):
+        masking.block_mask(1, (14, 14), 0.4, min_aspect=0)
+    with pytest.raises(ValueError, match='mask_ratio'):
+        masking.block_mask(1, (14, 14), 1.0)

@@ -75,6 +75,36 @@ MINIMAL = {
         head=dict(type='MAEPretrainHead', patch_size=7,
                   loss=dict(type='PixelReconstructionLoss', criterion='L2'))),
     'SemMAELambdaHook': lambda: dict(type='SemMAELambdaHook'),
+    # SemanticMIM bottleneck and block masks
+    'BlockMaskGenerator': lambda: dict(type='BlockMaskGenerator', mask_ratio=0.4, grid=14),
+    'BottleneckMaskFeatViT': lambda: dict(type='BottleneckMaskFeatViT', arch=_TINY_ARCH,
+                                          img_size=28, patch_size=7, num_cls_tokens=2),
+    'BottleneckBEiTViT': lambda: dict(type='BottleneckBEiTViT', arch=_TINY_ARCH, img_size=28,
+                                      patch_size=7),
+    'BottleneckMAEViT': lambda: dict(type='BottleneckMAEViT', arch=_TINY_ARCH, img_size=28,
+                                     patch_size=7),
+    'BottleneckMAEDecoder': lambda: dict(
+        type='BottleneckMAEDecoder', num_patches=16, patch_size=7, embed_dim=32,
+        decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2),
+    'BottleneckMAE': lambda: dict(
+        type='BottleneckMAE',
+        backbone=dict(type='BottleneckMAEViT', arch=_TINY_ARCH, img_size=28, patch_size=7),
+        neck=dict(type='BottleneckMAEDecoder', num_patches=16, patch_size=7, embed_dim=32,
+                  decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2),
+        head=dict(type='MAEPretrainHead', patch_size=7,
+                  loss=dict(type='PixelReconstructionLoss', criterion='L2'))),
+    'BottleneckBEiT': lambda: dict(
+        type='BottleneckBEiT',
+        backbone=dict(type='BottleneckBEiTViT', arch=_TINY_ARCH, img_size=28, patch_size=7),
+        head=dict(type='BEiTV1Head', embed_dims=32, num_embed=16,
+                  loss=dict(type='CrossEntropyLoss')),
+        target_generator=dict(type='HOGGenerator')),
+    'BottleneckMaskFeat': lambda: dict(
+        type='BottleneckMaskFeat',
+        backbone=dict(type='BottleneckMaskFeatViT', arch=_TINY_ARCH, img_size=28, patch_size=7),
+        neck=dict(type='LinearNeck', in_channels=32, out_channels=108, norm_cfg=None),
+        head=dict(type='MIMHead', loss=dict(type='PixelReconstructionLoss', criterion='L2')),
+        target_generator=dict(type='HOGGenerator')),
 }
 
 

@@ -13,7 +13,8 @@ from mmengine.model import BaseDataPreprocessor
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-from ..masking import LAMBDA_KINDS, lambda_schedule, num_masked, random_mask, semantic_part_mask
+from ..masking import (LAMBDA_KINDS, block_mask, lambda_schedule, num_masked, random_mask,
+                       semantic_part_mask)
 
 
 @MODELS.register_module()
@@ -40,6 +41,27 @@ class RandomMaskGenerator:
         h, w = part_ids.shape[1:] if part_ids is not None else self.grid
         mask = random_mask(batch_size, h * w, self.mask_ratio, device=device)
         return mask.view(batch_size, h, w)
+
+
+@MODELS.register_module()
+class BlockMaskGenerator(RandomMaskGenerator):
+    """BEiT block-wise masking with an exact count per image, see :func:`mim_plugins.masking.
+    block_mask` (``min_block`` is BEiT's ``min_num_patches``, ``max_block`` its
+    ``max_num_patches``, ``min_aspect`` its ``min_aspect``). ``grid`` as for
+    :class:`RandomMaskGenerator`. Drawn on the CPU, then moved to ``device``."""
+
+    def __init__(self, mask_ratio: float = 0.4, grid: Union[int, Sequence[int]] = 14,
+                 min_block: int = 16, max_block: Optional[int] = None, min_aspect: float = 0.3):
+        super().__init__(mask_ratio, grid)
+        self.block_args = dict(min_block=min_block, max_block=max_block, min_aspect=min_aspect)
+        block_mask(1, self.grid, mask_ratio, **self.block_args)  # validates the arguments now
+
+    def __call__(self, batch_size: int, part_ids: Optional[Tensor] = None,
+                 device: Optional[torch.device] = None) -> Tensor:
+        """A bool mask ``(batch_size, H, W)``; ``part_ids`` ``(B, H, W)`` only sets the grid."""
+        h, w = part_ids.shape[1:] if part_ids is not None else self.grid
+        mask = block_mask(batch_size, (h, w), self.mask_ratio, **self.block_args)
+        return mask.view(batch_size, h, w).to(device)
 
 
 @MODELS.register_module()
@@ -100,6 +122,10 @@ class SemanticPartMaskGenerator:
         return mask.view(part_ids.shape)
 
 
+def _build(generator: Union[dict, object, None]) -> Optional[object]:
+    return MODELS.build(generator) if isinstance(generator, dict) else generator
+
+
 @MODELS.register_module()
 class MaskingDataPreprocessor(BaseDataPreprocessor):
     """Any data preprocessor, then a mask per training image from ``mask_generator``.
@@ -109,20 +135,30 @@ class MaskingDataPreprocessor(BaseDataPreprocessor):
             ``dict(type='SelfSupDataPreprocessor', mean=..., std=..., to_rgb=True)``.
         mask_generator: config (or object) of a generator: ``generator(batch_size, part_ids,
             device)`` returns a bool ``(B, H, W)`` mask; ``set_epoch(epoch, max_epochs)``.
+        input_mask_generator: optional second generator for SemanticMIM's *separate masks*: it
+            draws, independently of ``mask``, the patches hidden from the encoder, written as
+            ``input_mask``. ``mask`` then only says which patches are predicted (the loss).
 
-    In training, every data sample gets ``mask``: bool ``(H, W)`` on the input device. Part ids
+    In training, every data sample gets ``mask``: bool ``(H, W)`` on the input device (and
+    ``input_mask`` with ``input_mask_generator``). Part ids
     come from ``data_sample.part_ids`` (``(H, W)``, packed by ``PackInputs(algorithm_keys=
     ['part_ids'])``) when the samples carry them. Outside training nothing is added. Attributes
     not found here (``mean``, ``std``, ...) are the wrapped preprocessor's.
     """
 
     def __init__(self, preprocessor: Union[dict, BaseDataPreprocessor],
-                 mask_generator: Union[dict, object]):
+                 mask_generator: Union[dict, object],
+                 input_mask_generator: Union[dict, object, None] = None):
         super().__init__()
         self.preprocessor = (MODELS.build(preprocessor) if isinstance(preprocessor, dict)
                              else preprocessor)
-        self.mask_generator = (MODELS.build(mask_generator) if isinstance(mask_generator, dict)
-                               else mask_generator)
+        self.mask_generator = _build(mask_generator)
+        self.input_mask_generator = _build(input_mask_generator)
+
+    @property
+    def generators(self) -> List[object]:
+        """The mask generators, for hooks that move their schedule (``set_epoch``)."""
+        return [g for g in (self.mask_generator, self.input_mask_generator) if g is not None]
 
     def __getattr__(self, name: str):
         # Code written for the wrapped preprocessor (e.g. reading `mean`/`std` to un-normalise
@@ -147,9 +183,17 @@ class MaskingDataPreprocessor(BaseDataPreprocessor):
                 'generator; masks come from MaskingDataPreprocessor.mask_generator.')
         inputs = data['inputs']
         device = (inputs[0] if isinstance(inputs, (list, tuple)) else inputs).device
-        masks = self.mask_generator(len(samples), self._part_ids(samples), device)
+        part_ids = self._part_ids(samples)
+        masks = self.mask_generator(len(samples), part_ids, device)
         for sample, mask in zip(samples, masks):
             sample.set_mask(mask)
+        if self.input_mask_generator is not None:
+            hidden = self.input_mask_generator(len(samples), part_ids, device)
+            if hidden.shape != masks.shape:
+                raise ValueError(f'input_mask_generator drew {tuple(hidden.shape)} masks, '
+                                 f'mask_generator {tuple(masks.shape)}: give both the same grid')
+            for sample, mask in zip(samples, hidden):
+                sample.set_field(mask, 'input_mask')
         return data
 
     @staticmethod

@@ -8,8 +8,9 @@ from mmpretrain.registry import HOOKS
 @HOOKS.register_module()
 class SemMAELambdaHook(Hook):
     """Before every training epoch, ``set_epoch(runner.epoch, runner.max_epochs)`` on the
-    mask generator of ``model.data_preprocessor`` (a ``MaskingDataPreprocessor``) and, when the
-    generator has a λ, log it as ``train/mask_lambda``.
+    mask generators of ``model.data_preprocessor`` (a ``MaskingDataPreprocessor``: its
+    ``mask_generator`` and, with separate masks, its ``input_mask_generator``) and log the λ of
+    the first one that has a λ as ``train/mask_lambda``.
 
     The generator runs in the main process, inside the data preprocessor, so the new epoch takes
     effect at once, however many (persistent) dataloader workers there are. λ changes per epoch,
@@ -24,14 +25,15 @@ class SemMAELambdaHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        generator = getattr(model.data_preprocessor, 'mask_generator', None)
-        if generator is None:
+        generators = getattr(model.data_preprocessor, 'generators', None)
+        if not generators:
             raise TypeError(
                 'SemMAELambdaHook sets the epoch of model.data_preprocessor.mask_generator, but '
                 f'the data preprocessor is a {type(model.data_preprocessor).__name__} without '
                 "one. Fix: data_preprocessor = dict(type='MaskingDataPreprocessor', "
                 'preprocessor=dict(...), mask_generator=dict(...)), or drop the hook.')
-        generator.set_epoch(runner.epoch, runner.max_epochs)
-        lam = getattr(generator, 'lam', None)
-        if lam is not None:
-            runner.message_hub.update_scalar('train/mask_lambda', lam)
+        for generator in generators:
+            generator.set_epoch(runner.epoch, runner.max_epochs)
+        lams = [g.lam for g in generators if hasattr(g, 'lam')]
+        if lams:
+            runner.message_hub.update_scalar('train/mask_lambda', lams[0])

@@ -1,0 +1,10 @@
+# SemanticMIM on BEiT: the BEiT baseline recipe (./beit_vit-base-p16_...) with the
+# semantic-compression bottleneck. Visible patches + 1 cls token run through the ViT; the mask
+# tokens of the masked patches run through a twin stack of 12 layers attending only to
+# [cls token, mask tokens], and the DALL-E tokens are predicted from that stack. Only the ViT
+# (stock BEiTViT names) goes downstream; bottleneck_layers.* stays behind.
+_base_ = ['./beit_vit-base-p16_8xb256-coslr-300e_in1k.py']
+
+model = dict(
+    type='BottleneckBEiT',
+    backbone=dict(type='BottleneckBEiTViT', num_cls_tokens=1))

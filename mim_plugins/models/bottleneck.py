@@ -1,0 +1,256 @@
+"""SemanticMIM's semantic-compression bottleneck for BEiT and MaskFeat backbones.
+
+Two streams replace the one masked sequence of BEiT / MaskFeat:
+
+* **main**: ``[cls tokens, visible patches]`` through the backbone's own ``layers``, stock
+  self-attention among themselves: the plain ViT run on the visible tokens.
+* **bottleneck**: a mask token (``mask_token`` + position embedding) at every predicted patch,
+  through ``bottleneck_layers``, a pretraining-only stack of the same layers (same class and
+  settings, own weights). At depth ``i`` the stock bottleneck layer ``i`` runs, unchanged, on
+  ``[cls tokens entering main layer i, mask tokens]``; at the mask rows that *is* attention with
+  query = mask tokens and key/value = [cls tokens, mask tokens], so the mask tokens never see a
+  visible patch and learn about the image only through the cls tokens. The rows that layer
+  computes for the cls tokens are dropped (the cls stream is the main one).
+
+The loss is on the bottleneck outputs. The main layers keep mmpretrain's parameter names, so a
+checkpoint loads into the stock ``VisionTransformer`` / ``BEiTViT`` with only
+``bottleneck_layers.*``, ``bottleneck_norm.*``, ``mask_token`` and ``extra_cls_tokens`` left out.
+``num_cls_tokens = N > 1`` adds ``extra_cls_tokens`` ``(1, N-1, C)``, right after the cls token,
+without position embedding (a relative position bias treats every cls token as the cls token).
+"""
+import copy
+from typing import Optional, Tuple
+
+import torch
+from mmengine.model.weight_init import trunc_normal_
+from mmpretrain.models.selfsup.beit import BEiT, BEiTPretrainViT
+from mmpretrain.models.selfsup.maskfeat import MaskFeat, MaskFeatViT
+from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.registry import MODELS
+from torch import Tensor, nn
+
+from ..masking import mask_to_indices
+
+
+def gather_tokens(tokens: Tensor, ids: Tensor) -> Tensor:
+    """Rows ``ids`` ``(B, K)`` of ``tokens`` ``(B, L, C)``, as ``(B, K, C)``."""
+    return tokens.gather(1, ids.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def subset_rel_pos_bias(bias: Tensor, token_ids: Tensor) -> Tensor:
+    """Per-image relative position bias among chosen tokens.
+
+    Args:
+        bias: ``(heads, 1 + L, 1 + L)``, the full-sequence bias (index 0 = the cls token).
+        token_ids: ``(B, N)`` index into the full sequence of each token kept.
+
+    Returns:
+        ``(B, heads, N, N)`` with ``out[b, :, i, j] = bias[:, token_ids[b, i], token_ids[b, j]]``.
+    """
+    return bias[:, token_ids.unsqueeze(2), token_ids.unsqueeze(1)].transpose(0, 1)
+
+
+class BottleneckMixin:
+    """The two streams for a ViT backbone with ``patch_embed``, ``cls_token``, ``pos_embed``
+    (or None), ``mask_token``, ``layers``, ``final_norm`` / ``ln1`` and, BEiT only, a shared
+    ``rel_pos_bias``. A subclass calls :meth:`init_bottleneck` after its own ``__init__``."""
+
+    def init_bottleneck(self, num_cls_tokens: int, with_stack: bool = True) -> None:
+        """``num_cls_tokens`` cls tokens; ``with_stack=False`` (MAE, whose decoder is the
+        bottleneck) keeps only the main stream."""
+        if num_cls_tokens < 1:
+            raise ValueError(f'num_cls_tokens must be >= 1, got {num_cls_tokens}')
+        if any(getattr(layer.attn, 'relative_position_bias_table', None) is not None
+               for layer in self.layers):
+            raise ValueError('the bottleneck needs the shared relative position bias '
+                             '(use_shared_rel_pos_bias=True, use_rel_pos_bias=False), not one '
+                             'per layer, which only fits the full sequence')
+        self.num_cls_tokens = num_cls_tokens
+        if num_cls_tokens > 1:
+            self.extra_cls_tokens = nn.Parameter(torch.zeros(1, num_cls_tokens - 1,
+                                                             self.embed_dims))
+        if not with_stack:
+            self.bottleneck_layers = None
+            return
+        self.bottleneck_layers = copy.deepcopy(self.layers)
+        for module in self.bottleneck_layers.modules():
+            if module is not self.bottleneck_layers and hasattr(module, 'reset_parameters'):
+                module.reset_parameters()  # own weights, not a copy of the main ones
+        self.bottleneck_norm = (copy.deepcopy(self.ln1) if self.final_norm else nn.Identity())
+
+    def init_extra_cls_tokens(self) -> None:
+        if self.num_cls_tokens > 1:
+            trunc_normal_(self.extra_cls_tokens, std=0.02)
+
+    def run_layer(self, layer: nn.Module, x: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """One stock layer on ``x`` ``(B, N, C)``; ``bias`` ``(B, heads, N, N)`` or None."""
+        return layer(x, rel_pos_bias=bias) if isinstance(self, BEiTPretrainViT) else layer(x)
+
+    def embed(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Images ``(B, 3, H, W)`` → ``(cls tokens (B, N, C), patches (B, L, C),
+        mask tokens (B, L, C) or None without a stack)``, position embedding added where the
+        backbone has one."""
+        patches, hw = self.patch_embed(x)
+        batch, length, _ = patches.shape
+        cls = self.cls_token.expand(batch, -1, -1)
+        masks = None
+        if self.bottleneck_layers is not None:
+            masks = self.mask_token.expand(batch, length, -1)
+        if self.pos_embed is not None:
+            pos = resize_pos_embed(self.pos_embed, self.patch_resolution, hw,
+                                   mode=self.interpolate_mode,
+                                   num_extra_tokens=self.num_extra_tokens)
+            cls, patches = cls + pos[:, :1], patches + pos[:, 1:]
+            masks = None if masks is None else masks + pos[:, 1:]
+        if self.num_cls_tokens > 1:
+            cls = torch.cat([cls, self.extra_cls_tokens.expand(batch, -1, -1)], 1)
+        return cls, patches, masks
+
+    def forward_streams(self, x: Tensor, mask: Optional[Tensor],
+                        input_mask: Optional[Tensor] = None
+                        ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Run both streams (only the main one without a stack).
+
+        Args:
+            x: images ``(B, 3, H, W)``.
+            mask: bool ``(B, L)`` (or ``(B, h, w)``), True = predicted (a bottleneck token);
+                unused without a stack.
+            input_mask: bool, same shape, True = hidden from the main stream; defaults to
+                ``mask`` (separate masks: drawn independently). Each mask must hold the same
+                count in every image.
+
+        Returns:
+            ``main`` ``(B, N + V, C)``: ``N`` cls tokens then the ``V`` visible patches in
+            ascending patch order; ``pred`` ``(B, M, C)``: the ``M`` predicted patches in
+            ascending patch order (None without a stack). Both after the final norm.
+        """
+        input_mask = (mask if input_mask is None else input_mask).flatten(1).bool()
+        ids_visible, _ = mask_to_indices(input_mask)
+        cls, patches, mask_tokens = self.embed(x)
+        main = self.drop_after_pos(torch.cat([cls, gather_tokens(patches, ids_visible)], 1))
+        pre_norm = getattr(self, 'pre_norm', None) or nn.Identity()
+        main = pre_norm(main)
+        stack = self.bottleneck_layers or [None] * len(self.layers)
+        pred = ids_pred = None
+        if self.bottleneck_layers is not None:
+            _, ids_pred = mask_to_indices(mask.flatten(1).bool())
+            pred = pre_norm(self.drop_after_pos(gather_tokens(mask_tokens, ids_pred)))
+
+        n = self.num_cls_tokens
+        bias_main = bias_pred = None
+        if getattr(self, 'rel_pos_bias', None) is not None:
+            full = self.rel_pos_bias()
+            cls_ids = ids_visible.new_zeros(len(ids_visible), n)
+            bias_main = subset_rel_pos_bias(full, torch.cat([cls_ids, ids_visible + 1], 1))
+            if ids_pred is not None:
+                bias_pred = subset_rel_pos_bias(full, torch.cat([cls_ids, ids_pred + 1], 1))
+        for layer, twin in zip(self.layers, stack):
+            if twin is not None:
+                pred = self.run_layer(twin, torch.cat([main[:, :n], pred], 1), bias_pred)[:, n:]
+            main = self.run_layer(layer, main, bias_main)
+        if self.final_norm:
+            main = self.ln1(main)
+        return main, None if pred is None else self.bottleneck_norm(pred)
+
+    def forward_full(self, x: Tensor, mask: Tensor, input_mask: Optional[Tensor] = None
+                     ) -> Tensor:
+        """The streams laid out as the stock masked forward lays out its output: ``(B, 1 + L,
+        C)``, the first cls token then one row per patch: the bottleneck output at predicted
+        patches, else the main output at visible ones, else zeros. Heads that read only the
+        predicted rows (``mask``) then work unchanged."""
+        main, pred = self.forward_streams(x, mask, input_mask)
+        flat = mask.flatten(1).bool()
+        hidden = flat if input_mask is None else input_mask.flatten(1).bool()
+        batch, length = flat.shape
+        out = main.new_zeros(batch, 1 + length, main.shape[-1])
+        out[:, 0] = main[:, 0]
+        n = self.num_cls_tokens
+        out[:, 1:][~hidden] = main[:, n:].reshape(-1, main.shape[-1])
+        out[:, 1:][flat] = pred.reshape(-1, pred.shape[-1])
+        return out
+
+
+@MODELS.register_module()
+class BottleneckMaskFeatViT(BottleneckMixin, MaskFeatViT):
+    """``MaskFeatViT`` with the bottleneck; ``forward(x, mask)`` returns ``(B, 1 + L, C)`` as
+    the stock one does (see :meth:`BottleneckMixin.forward_full`), ``mask=None`` the plain ViT.
+
+    Args:
+        num_cls_tokens: cls tokens that carry the image to the mask tokens (8 in SemanticMIM's
+            MaskFeat recipe). Other arguments: ``MaskFeatViT``'s.
+    """
+
+    input_mask: Optional[Tensor] = None  # set by BottleneckMaskFeat for separate masks
+
+    def __init__(self, *args, num_cls_tokens: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.init_bottleneck(num_cls_tokens)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if not (isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained'):
+            self.init_extra_cls_tokens()
+
+    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+        if mask is None:
+            return super().forward(x, None)
+        return self.forward_full(x, mask, self.input_mask)
+
+
+@MODELS.register_module()
+class BottleneckBEiTViT(BottleneckMixin, BEiTPretrainViT):
+    """``BEiTPretrainViT`` with the bottleneck; ``forward(x, mask)`` returns a 1-tuple of
+    ``(B, 1 + L, C)`` as the stock one does, ``mask=None`` the plain ViT.
+
+    Args:
+        num_cls_tokens: cls tokens that carry the image to the mask tokens (1 in SemanticMIM's
+            BEiT recipe). Other arguments: ``BEiTPretrainViT``'s.
+    """
+
+    input_mask: Optional[Tensor] = None  # set by BottleneckBEiT for separate masks
+
+    def __init__(self, *args, num_cls_tokens: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.init_bottleneck(num_cls_tokens)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        if not (isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained'):
+            self.init_extra_cls_tokens()
+            for layer_id, layer in enumerate(self.bottleneck_layers, 1):
+                # BEiT's depth rescaling of the residual branches, for the twin stack too
+                layer.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
+                layer.ffn.layers[1].weight.data.div_((2.0 * layer_id) ** 0.5)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor]:
+        if mask is None:
+            return super().forward(x, None)
+        self.shared_rel_pos_bias = None  # BEiT v2's neck would need the full sequence
+        return (self.forward_full(x, mask, self.input_mask), )
+
+
+class SeparateMaskMixin:
+    """Hands ``data_sample.input_mask`` (separate masks, written by ``MaskingDataPreprocessor``
+    with an ``input_mask_generator``) to the backbone for one ``loss`` call; the stock loss then
+    runs unchanged, its targets and loss on ``data_sample.mask``, the predicted patches."""
+
+    def loss(self, inputs, data_samples, **kwargs):
+        has = ['input_mask' in sample for sample in data_samples]
+        if any(has) and not all(has):
+            raise ValueError('only some data samples carry an input_mask')
+        self.backbone.input_mask = (torch.stack([s.input_mask for s in data_samples])
+                                    if any(has) else None)
+        try:
+            return super().loss(inputs, data_samples, **kwargs)
+        finally:
+            self.backbone.input_mask = None
+
+
+@MODELS.register_module()
+class BottleneckBEiT(SeparateMaskMixin, BEiT):
+    """BEiT v1 with a ``BottleneckBEiTViT``: DALL-E token targets, CE on the predicted patches."""
+
+
+@MODELS.register_module()
+class BottleneckMaskFeat(SeparateMaskMixin, MaskFeat):
+    """MaskFeat with a ``BottleneckMaskFeatViT``: HOG targets, L2 on the predicted patches."""
