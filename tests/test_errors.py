@@ -72,3 +72,22 @@ def test_missing_mmcv_ops_is_explained(monkeypatch):
 
 def test_unknown_errors_are_not_swallowed():
     assert explain(ValueError('something else')) is None
+
+
+def test_missing_pretrained_checkpoints_name_their_config_key(tmp_path):
+    """A missing tokenizer (BEiT) or encoder checkpoint stops before anything is built."""
+    from mmengine.config import Config
+
+    from mim_plugins.apis import UserInputError
+    from mim_plugins.apis.checks import check_checkpoints
+    beit = Config.fromfile(ROOT + '/configs/beit/beit_vit-base-p16_8xb256-coslr-300e_in1k.py')
+    with pytest.raises(UserInputError, match=r"'data/pretrained/dalle_encoder.pth' set by "
+                                             r'`model.target_generator.init_cfg.checkpoint`'):
+        check_checkpoints(beit)
+    (tmp_path / 'dalle.pth').write_bytes(b'')
+    beit.model.target_generator.init_cfg.checkpoint = str(tmp_path / 'dalle.pth')
+    check_checkpoints(beit)  # present: passes
+    probe = Config.fromfile(ROOT + '/configs/mae/benchmarks/'
+                            'vit-base-p16_8xb2048-linear-coslr-90e_in1k.py')
+    with pytest.raises(UserInputError, match='model.backbone.init_cfg.checkpoint=/real/path'):
+        check_checkpoints(probe)  # mmpretrain's '' placeholder

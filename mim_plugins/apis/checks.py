@@ -34,9 +34,38 @@ def _prefix_paths(prefix) -> Iterator[Tuple[str, str]]:
                 yield f'data_prefix.{k}', v
 
 
+def _pretrained(node, key: str) -> Iterator[Tuple[str, str]]:
+    """(config key, checkpoint) of every ``init_cfg=dict(type='Pretrained', ...)`` under ``node``."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            yield f'{key}.init_cfg.checkpoint', init.get('checkpoint') or ''
+        for name, value in node.items():
+            if name != 'init_cfg':
+                yield from _pretrained(value, f'{key}.{name}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _pretrained(value, f'{key}[{i}]')
+
+
+def check_checkpoints(cfg: Config) -> None:
+    """Raise ``UserInputError`` naming the config key when a local checkpoint that an
+    ``init_cfg`` of the model loads (a pretrained encoder, BEiT's DALL-E tokenizer) is missing."""
+    for key, path in _pretrained(cfg.get('model'), 'model'):
+        if '://' in path:
+            continue  # a URL: mmengine reports a failed download itself
+        if not path or not osp.isfile(path):
+            raise UserInputError(
+                f"The checkpoint '{path}' set by `{key}` does not exist. Fix: put the file there "
+                f'(the config\'s README says which), or --cfg-options {key}=/real/path.pth.')
+
+
 def check_data_paths(cfg: Config, phases: Tuple[str, ...] = DATALOADERS) -> None:
     """Raise ``UserInputError`` naming the config key and the fix when a data root, annotation
-    file or image folder of the given dataloaders does not exist."""
+    file or image folder of the given dataloaders does not exist; when training, also when a
+    checkpoint the model's ``init_cfg`` loads is missing (:func:`check_checkpoints`)."""
+    if 'train_dataloader' in phases:
+        check_checkpoints(cfg)
     for phase in phases:
         loader = cfg.get(phase)
         if not loader:
