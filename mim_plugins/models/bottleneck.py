@@ -53,11 +53,20 @@ def subset_rel_pos_bias(bias: Tensor, token_ids: Tensor) -> Tensor:
 class BottleneckMixin:
     """The two streams for a ViT backbone with ``patch_embed``, ``cls_token``, ``pos_embed``
     (or None), ``mask_token``, ``layers``, ``final_norm`` / ``ln1`` and, BEiT only, a shared
-    ``rel_pos_bias``. A subclass calls :meth:`init_bottleneck` after its own ``__init__``."""
+    ``rel_pos_bias``: put it before the stock backbone class in the bases.
 
-    def init_bottleneck(self, num_cls_tokens: int, with_stack: bool = True) -> None:
-        """``num_cls_tokens`` cls tokens; ``with_stack=False`` (MAE, whose decoder is the
-        bottleneck) keeps only the main stream."""
+    Args:
+        num_cls_tokens: cls tokens that carry the image to the mask tokens. Other arguments:
+            the stock backbone's.
+
+    ``with_stack = False`` (MAE, whose decoder is the bottleneck) keeps only the main stream.
+    """
+
+    with_stack = True
+    input_mask: Optional[Tensor] = None  # set for one loss call by SeparateMaskMixin
+
+    def __init__(self, *args, num_cls_tokens: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
         if num_cls_tokens < 1:
             raise ValueError(f'num_cls_tokens must be >= 1, got {num_cls_tokens}')
         if any(getattr(layer.attn, 'relative_position_bias_table', None) is not None
@@ -69,18 +78,25 @@ class BottleneckMixin:
         if num_cls_tokens > 1:
             self.extra_cls_tokens = nn.Parameter(torch.zeros(1, num_cls_tokens - 1,
                                                              self.embed_dims))
-        if not with_stack:
-            self.bottleneck_layers = None
-            return
-        self.bottleneck_layers = copy.deepcopy(self.layers)
-        for module in self.bottleneck_layers.modules():
-            if module is not self.bottleneck_layers and hasattr(module, 'reset_parameters'):
-                module.reset_parameters()  # own weights, not a copy of the main ones
-        self.bottleneck_norm = (copy.deepcopy(self.ln1) if self.final_norm else nn.Identity())
+        self.bottleneck_layers = None
+        if self.with_stack:
+            self.bottleneck_layers = copy.deepcopy(self.layers)
+            for module in self.bottleneck_layers.modules():
+                if module is not self.bottleneck_layers and hasattr(module, 'reset_parameters'):
+                    module.reset_parameters()  # own weights, not a copy of the main ones
+            self.bottleneck_norm = copy.deepcopy(self.ln1) if self.final_norm else nn.Identity()
 
-    def init_extra_cls_tokens(self) -> None:
+    def init_weights(self) -> None:
+        super().init_weights()
+        if isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained':
+            return
         if self.num_cls_tokens > 1:
             trunc_normal_(self.extra_cls_tokens, std=0.02)
+        if isinstance(self, BEiTPretrainViT) and self.bottleneck_layers is not None:
+            for layer_id, layer in enumerate(self.bottleneck_layers, 1):
+                # BEiT's depth rescaling of the residual branches, for the twin stack too
+                layer.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
+                layer.ffn.layers[1].weight.data.div_((2.0 * layer_id) ** 0.5)
 
     def run_layer(self, layer: nn.Module, x: Tensor, bias: Optional[Tensor]) -> Tensor:
         """One stock layer on ``x`` ``(B, N, C)``; ``bias`` ``(B, heads, N, N)`` or None."""
@@ -180,17 +196,6 @@ class BottleneckMaskFeatViT(BottleneckMixin, MaskFeatViT):
             MaskFeat recipe). Other arguments: ``MaskFeatViT``'s.
     """
 
-    input_mask: Optional[Tensor] = None  # set by BottleneckMaskFeat for separate masks
-
-    def __init__(self, *args, num_cls_tokens: int = 1, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.init_bottleneck(num_cls_tokens)
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        if not (isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained'):
-            self.init_extra_cls_tokens()
-
     def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
         if mask is None:
             return super().forward(x, None)
@@ -206,21 +211,6 @@ class BottleneckBEiTViT(BottleneckMixin, BEiTPretrainViT):
         num_cls_tokens: cls tokens that carry the image to the mask tokens (1 in SemanticMIM's
             BEiT recipe). Other arguments: ``BEiTPretrainViT``'s.
     """
-
-    input_mask: Optional[Tensor] = None  # set by BottleneckBEiT for separate masks
-
-    def __init__(self, *args, num_cls_tokens: int = 1, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.init_bottleneck(num_cls_tokens)
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        if not (isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained'):
-            self.init_extra_cls_tokens()
-            for layer_id, layer in enumerate(self.bottleneck_layers, 1):
-                # BEiT's depth rescaling of the residual branches, for the twin stack too
-                layer.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
-                layer.ffn.layers[1].weight.data.div_((2.0 * layer_id) ** 0.5)
 
     def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor]:
         if mask is None:

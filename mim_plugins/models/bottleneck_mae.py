@@ -26,14 +26,7 @@ class BottleneckMAEViT(BottleneckMixin, MAEViT):
     mask (True = hidden) returns the latents ``(B, N + V, C)``: ``N`` cls tokens, then the
     visible patches in ascending order; ``mask=None`` runs the plain ViT."""
 
-    def __init__(self, *args, num_cls_tokens: int = 1, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.init_bottleneck(num_cls_tokens, with_stack=False)
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        if not (isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained'):
-            self.init_extra_cls_tokens()
+    with_stack = False  # the decoder is the bottleneck
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         if mask is None:
