@@ -1,4 +1,6 @@
 """mim_plugins: masked image modeling modules for the OpenMMLab stack."""
+import os
+
 from setuptools import find_packages, setup
 
 
@@ -6,6 +8,18 @@ def read_requirements(path: str) -> list:
     """Requirement lines of ``path`` without comments."""
     with open(path) as f:
         return [ln.split('#')[0].strip() for ln in f if ln.split('#')[0].strip()]
+
+
+def package_files(package: str = 'mim_plugins') -> list:
+    """Every non-Python file under ``package`` (the web demo's example images, ...), relative
+    to it: setuptools ships only modules unless told, and a folder without __init__.py (e.g.
+    webapp/examples) is no package a glob could name."""
+    found = []
+    for folder, dirs, files in os.walk(package):
+        dirs[:] = [d for d in dirs if d != '__pycache__']
+        found += [os.path.relpath(os.path.join(folder, name), package) for name in files
+                  if not name.endswith(('.py', '.pyc'))]
+    return sorted(found)
 
 
 setup(
@@ -16,6 +30,7 @@ setup(
     long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mim_plugins', 'mim_plugins.*']),
+    package_data={'mim_plugins': package_files()},
     python_requires='>=3.8',
     # mmcv must be built with ops (tools/setup_env.sh); it is not listed so pip never
     # replaces a compiled mmcv with a lite one.

@@ -75,6 +75,16 @@ MINIMAL = {
         head=dict(type='MAEPretrainHead', patch_size=7,
                   loss=dict(type='PixelReconstructionLoss', criterion='L2'))),
     'SemMAELambdaHook': lambda: dict(type='SemMAELambdaHook'),
+    # resilience: exact resume, safe checkpoints, NaN guard, unreadable images
+    'AtomicCheckpointHook': lambda: dict(type='AtomicCheckpointHook', interval=1),
+    'NaNGuardHook': lambda: dict(type='NaNGuardHook'),
+    'SkippedImagesHook': lambda: dict(type='SkippedImagesHook'),
+    'ResumableSampler': lambda: dict(type='ResumableSampler', dataset=list(range(4)), seed=0),
+    'ResumableEpochBasedTrainLoop': lambda: dict(
+        type='ResumableEpochBasedTrainLoop', runner=None,
+        dataloader=torch.utils.data.DataLoader(list(range(4))), max_epochs=1),
+    'SkipCorruptImages': lambda: dict(type='SkipCorruptImages', dataset=dict(
+        type='CustomDataset', data_root='data/none', with_label=False, lazy_init=True)),
     # SemanticMIM bottleneck and block masks
     'BlockMaskGenerator': lambda: dict(type='BlockMaskGenerator', mask_ratio=0.4, grid=14),
     'BottleneckMaskFeatViT': lambda: dict(type='BottleneckMaskFeatViT', arch=_TINY_ARCH,
@@ -105,6 +115,17 @@ MINIMAL = {
         neck=dict(type='LinearNeck', in_channels=32, out_channels=108, norm_cfg=None),
         head=dict(type='MIMHead', loss=dict(type='PixelReconstructionLoss', criterion='L2')),
         target_generator=dict(type='HOGGenerator')),
+    # segmentation (configs_seg); scoped, whatever default scope an earlier Runner left
+    'CheckSegLabels': lambda: dict(type='mmseg.CheckSegLabels', num_classes=150),
+    'RandomResizedCropWithSegMap': lambda: dict(type='mmseg.RandomResizedCropWithSegMap',
+                                                scale=448),
+    'ResizeSegMap': lambda: dict(type='mmseg.ResizeSegMap', size=(100, 100)),
+    'MultiClsTokenViT': lambda: dict(type='mmpretrain.MultiClsTokenViT', arch=_TINY_ARCH,
+                                     img_size=28, patch_size=7, num_cls_tokens=3),
+    'BackboneLayerDecayOptimWrapperConstructor': lambda: dict(
+        type='mmseg.BackboneLayerDecayOptimWrapperConstructor',
+        optim_wrapper_cfg=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)),
+        paramwise_cfg=dict(layer_decay_rate=0.65)),
 }
 
 

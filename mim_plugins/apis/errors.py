@@ -4,10 +4,12 @@
 ``run_cli`` prints it and exits with status 2. Set ``MIM_PLUGINS_DEBUG=1`` to see the traceback.
 """
 import difflib
+import errno
+import inspect
 import os
 import re
 import sys
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, List, Optional
 
 from mmengine.registry import Registry
 
@@ -16,6 +18,7 @@ from ..utils.errors import UserInputError
 
 _UNKNOWN_TYPE = re.compile(r'([\w.]+) is not in the (\w+)::([\w ]+?) registry')
 _BAD_IMAGE = re.compile(r'failed to load image: (\S+)')
+_UNKNOWN_ARG = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
 
 
 def _registry_names(scope: str, name: str) -> Iterable[str]:
@@ -32,6 +35,31 @@ def _registry_names(scope: str, name: str) -> Iterable[str]:
                     seen.update(reg.module_dict)
                     reg = reg.parent
     return seen
+
+
+def _init_args(class_name: str) -> List[str]:
+    """Constructor arguments of the class of that name: a registered one, or torch's
+    ``DataLoader`` (what the ``*_dataloader`` keys build)."""
+    from torch.utils.data import DataLoader
+    found = [DataLoader] if class_name == 'DataLoader' else []
+    for mod in ('mmpretrain.registry', 'mmseg.registry', 'mmengine.registry'):
+        try:
+            module = __import__(mod, fromlist=['*'])
+        except ImportError:
+            continue
+        found += [reg.module_dict[class_name] for reg in vars(module).values()
+                  if isinstance(reg, Registry) and class_name in reg.module_dict]
+    if not found:
+        return []
+    return [p for p in inspect.signature(found[0].__init__).parameters if p != 'self']
+
+
+def _unknown_arg(class_name: str, key: str) -> str:
+    close = difflib.get_close_matches(key, _init_args(class_name), n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ''
+    return (f"Unknown config key '{key}' for {class_name}: {class_name} takes no argument of "
+            f"that name.{hint} Fix: correct or remove `{key}` in the config (or in "
+            '--cfg-options); the accepted keys are the arguments in its docstring.')
 
 
 def explain(exc: BaseException) -> Optional[str]:
@@ -52,6 +80,13 @@ def explain(exc: BaseException) -> Optional[str]:
                 f"the {scope} {reg_name} registry.{hint} Fix: correct the spelling, or, for a "
                 "mim_plugins module, make sure the config has "
                 "custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False).")
+    match = _UNKNOWN_ARG.search(text)
+    if isinstance(exc, TypeError) and match:
+        return _unknown_arg(*match.groups())
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" writing '{exc.filename}'" if exc.filename else ''
+        return (f'No space left on the device{where}. Fix: free disk space, or write the run '
+                'elsewhere with --work-dir, then continue with --resume.')
     match = _BAD_IMAGE.search(text)
     if match:
         return (f'Corrupt or unreadable image {match.group(1)}: it could not be decoded. '

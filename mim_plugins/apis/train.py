@@ -2,6 +2,7 @@
 import argparse
 from typing import List, Optional
 
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 from .checks import check_data_paths
@@ -20,7 +21,53 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-pin-memory', action='store_true', help='dataloaders without pin_memory')
     parser.add_argument('--no-persistent-workers', action='store_true',
                         help='dataloaders without persistent workers')
+    parser.add_argument('--skip-corrupt-images', action='store_true',
+                        help='replace training images that cannot be decoded by the next '
+                        'readable one, and log how many per epoch (default: stop and name it)')
     return parser.parse_args(argv)
+
+
+# Stock type -> our drop-in subclass: exact mid-epoch resume, checkpoints that survive a crash.
+_RESILIENT_TYPES = {'EpochBasedTrainLoop': 'ResumableEpochBasedTrainLoop',
+                    'DefaultSampler': 'ResumableSampler',
+                    'CheckpointHook': 'AtomicCheckpointHook'}
+
+
+def _swap_type(node: Optional[dict]) -> None:
+    if node and node.get('type') in _RESILIENT_TYPES:
+        node.type = _RESILIENT_TYPES[node.type]
+
+
+def make_resilient(cfg: Config, skip_corrupt_images: bool = False) -> None:
+    """What tools/train.py adds to every config, all of it a no-op in a run without incidents:
+
+    - ``ResumableEpochBasedTrainLoop`` + ``ResumableSampler`` for the stock epoch loop and
+      sampler, and ``AtomicCheckpointHook`` for ``CheckpointHook``: ``--resume`` from a
+      checkpoint taken mid-epoch continues exactly (data order, lr, λ, random state), and a
+      crash or a full disk while saving leaves the previous checkpoint intact;
+    - ``NaNGuardHook``, unless the config lists it or sets ``nan_guard = False``;
+    - with ``skip_corrupt_images``, ``SkipCorruptImages`` around the training set and
+      ``SkippedImagesHook``.
+    """
+    train_cfg = cfg.get('train_cfg')
+    if train_cfg and 'type' not in train_cfg and train_cfg.get('by_epoch', False):
+        train_cfg.pop('by_epoch')
+        train_cfg.type = 'EpochBasedTrainLoop'
+    _swap_type(train_cfg)
+    loader = cfg.get('train_dataloader')
+    if loader:
+        _swap_type(loader.get('sampler'))
+    _swap_type(cfg.get('default_hooks', {}).get('checkpoint'))
+    hooks = list(cfg.get('custom_hooks') or [])
+    types = {h.get('type') for h in hooks}
+    if cfg.get('nan_guard', True) and 'NaNGuardHook' not in types:
+        hooks.append(dict(type='NaNGuardHook'))
+    if skip_corrupt_images and loader:
+        if loader.dataset.get('type') != 'SkipCorruptImages':
+            loader.dataset = dict(type='SkipCorruptImages', dataset=loader.dataset)
+        if 'SkippedImagesHook' not in types:
+            hooks.append(dict(type='SkippedImagesHook'))
+    cfg.custom_hooks = hooks
 
 
 def build_runner(args: argparse.Namespace) -> Runner:
@@ -41,6 +88,7 @@ def build_runner(args: argparse.Namespace) -> Runner:
             if args.no_persistent_workers:
                 cfg[key].persistent_workers = False
     check_data_paths(cfg, ('train_dataloader',) + (() if args.no_validate else ('val_dataloader',)))
+    make_resilient(cfg, args.skip_corrupt_images)
     setup_launcher(cfg)
     return Runner.from_cfg(cfg)
 

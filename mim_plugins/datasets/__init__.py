@@ -1,5 +1,9 @@
 from . import part_maps  # noqa: F401  (registers the part-map transforms)
+from . import seg_transforms  # noqa: F401  (registers the label-map transforms in mmseg)
+from .resumable_sampler import ResumableSampler
+from .skip_corrupt import SkipCorruptImages
 from .embedded import prepare_mnist5k, write_custom_dataset
 from .part_maps import part_map_path, save_part_map
 
-__all__ = ['part_map_path', 'prepare_mnist5k', 'save_part_map', 'write_custom_dataset']
+__all__ = ['ResumableSampler', 'SkipCorruptImages', 'part_map_path', 'prepare_mnist5k',
+           'save_part_map', 'write_custom_dataset']

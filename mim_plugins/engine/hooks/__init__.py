@@ -1,4 +1,9 @@
-"""Training hooks; importing the package registers them into mmpretrain's HOOKS."""
+"""Training hooks; importing the package registers them (SemMAE's into mmpretrain's HOOKS, the
+general ones into mmengine's, which mmpretrain and mmseg configs both see)."""
+from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .nan_guard_hook import NaNGuardHook, NonFiniteLossError
 from .semmae_lambda_hook import SemMAELambdaHook
+from .skipped_images_hook import SkippedImagesHook
 
-__all__ = ['SemMAELambdaHook']
+__all__ = ['AtomicCheckpointHook', 'NaNGuardHook', 'NonFiniteLossError', 'SemMAELambdaHook',
+           'SkippedImagesHook']

@@ -1,0 +1,80 @@
+"""Measurements of one config, and of ours against the stock implementation side by side."""
+import os.path as osp
+import statistics
+import tempfile
+from typing import Dict, List
+
+import torch
+from mmengine.config import Config
+from mmengine.hub import get_config
+from mmengine.logging import MMLogger
+
+from .memory import peak_cuda_mib, peak_rss_mib, reset_peak_cuda, reset_peak_rss
+from .pipeline import pipeline_throughput
+from .step import TrainStep
+from .synthetic import generated_batch
+
+
+def load_config(path: str) -> Config:
+    """A config file, or a package config such as ``mmpretrain::mae/mae_vit-base-...py``."""
+    return get_config(path) if '::' in path else Config.fromfile(path)
+
+
+def _setup(opts: dict) -> None:
+    """Threads, seed, and a logger that keeps mmengine's per-parameter info out of the table."""
+    torch.set_num_threads(opts['threads'])
+    torch.manual_seed(0)
+    if not MMLogger.check_instance_created('mim_plugins_benchmark'):  # the newest is current
+        MMLogger.get_instance('mim_plugins_benchmark', log_level='WARNING')
+
+
+def build_step(path: str, root: str, opts: dict) -> TrainStep:
+    cfg = load_config(path)
+    batch = generated_batch(cfg, osp.join(root, 'step'), opts['batch_size'])
+    return TrainStep(cfg, batch, torch.device(opts['device']), amp=opts['amp'])
+
+
+def measure_config(path: str, opts: dict) -> Dict:
+    """Step time (median of ``steps`` after ``warmup``), img/s, FLOPs per step and FLOP/s (as a
+    fraction of ``opts['peak_flops']``), peak RSS and CUDA memory over the timed steps, and
+    the pipeline's img/s per worker (``pipeline_images`` > 0)."""
+    _setup(opts)
+    with tempfile.TemporaryDirectory() as root:
+        step = build_step(path, root, opts)
+        flops = step.flops()  # eager, and the first warm-up step
+        if opts['compile']:
+            step.compile()
+        step.time(opts['warmup'])
+        reset_peak_rss()
+        reset_peak_cuda(step.device)
+        seconds = statistics.median(step.time(opts['steps']))
+        result = dict(
+            config=path, batch_size=step.batch_size, device=opts['device'], amp=opts['amp'],
+            compile=opts['compile'], step_ms=seconds * 1e3, img_s=step.batch_size / seconds,
+            gflop_per_step=flops / 1e9, gflop_per_img=flops / 1e9 / step.batch_size,
+            tflop_s=flops / seconds / 1e12, peak_fraction=flops / seconds / opts['peak_flops'],
+            peak_rss_mib=peak_rss_mib(), cuda_peak_mib=peak_cuda_mib(step.device) or None)
+        if opts['pipeline_images']:
+            result['pipeline_img_s'] = pipeline_throughput(
+                load_config(path), osp.join(root, 'pipeline'), opts['pipeline_images'])
+    return result
+
+
+def compare(ours: str, stock: str, opts: dict) -> Dict:
+    """Both steps built in this process and timed in ``rounds`` alternating rounds of ``steps``
+    steps each, so that a change in the machine's load hits both alike; ``ratio`` is ours'
+    img/s over the stock one's (> 1: ours is faster)."""
+    _setup(opts)
+    with tempfile.TemporaryDirectory() as root:
+        steps = [build_step(p, osp.join(root, str(i)), opts) for i, p in enumerate((ours, stock))]
+        for step in steps:
+            if opts['compile']:
+                step.compile()
+            step.time(opts['warmup'])
+        times: List[List[float]] = [[], []]
+        for _ in range(opts['rounds']):
+            for i, step in enumerate(steps):
+                times[i] += step.time(opts['steps'])
+    ours_s, stock_s = (statistics.median(t) for t in times)
+    return dict(ours=ours, stock=stock, ours_img_s=steps[0].batch_size / ours_s,
+                stock_img_s=steps[1].batch_size / stock_s, ratio=stock_s / ours_s)

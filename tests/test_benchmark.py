@@ -1,0 +1,68 @@
+"""tools/benchmark.py runs end to end on the demo config and reports every field (never speed).
+
+``--compile`` is not run here: compiling even the demo ViT takes ~1.5 min on 2 CPU cores
+(measured with ``tools/benchmark.py configs/semmae/semmae_vit-tiny-... --compile``).
+"""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, run_env
+
+TINY = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
+SEMMAE_TINY = 'configs/semmae/semmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
+FIELDS = ('config', 'batch_size', 'step_ms', 'img_s', 'gflop_per_step', 'gflop_per_img',
+          'tflop_s', 'peak_fraction', 'peak_rss_mib', 'pipeline_img_s')
+
+
+def test_cli_reports_every_field_and_the_side_by_side_ratio(tmp_path):
+    out = tmp_path / 'bench.json'
+    result = subprocess.run(
+        [sys.executable, 'tools/benchmark.py', SEMMAE_TINY, '--batch-size', '4', '--warmup', '1',
+         '--steps', '2', '--rounds', '1', '--pipeline-images', '4', '--compare',
+         f'{TINY}={TINY}', '--json', str(out)],
+        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '| config | batch | step ms | img/s |' in result.stdout
+    assert '| ours | stock |' in result.stdout
+    report = json.loads(out.read_text())
+    assert report['matmul_peak_tflops'] > 0 and report['options']['batch_size'] == 4
+    (row,) = report['results']
+    assert row['config'] == SEMMAE_TINY and row['batch_size'] == 4
+    assert all(isinstance(row[k], (int, float)) and row[k] > 0 for k in FIELDS[1:]), row
+    # the derived numbers are consistent with the measured ones
+    assert math.isclose(row['img_s'], 4 / (row['step_ms'] / 1e3), rel_tol=1e-6)
+    assert math.isclose(row['tflop_s'], row['gflop_per_step'] / row['step_ms'], rel_tol=1e-6)
+    assert math.isclose(row['peak_fraction'], row['tflop_s'] / report['matmul_peak_tflops'],
+                        rel_tol=1e-6)
+    assert row['cuda_peak_mib'] is None and row['device'] == 'cpu'
+    (pair,) = report['comparisons']
+    assert pair['ours'] == pair['stock'] == TINY and pair['ratio'] > 0
+
+
+def test_amp_runs_the_forward_pass_in_bf16_on_cpu(tmp_path):
+    from mim_plugins.benchmark.measure import build_step
+    opts = dict(batch_size=2, device='cpu', amp=True)
+    step = build_step(TINY, str(tmp_path), opts)
+    dtypes = []
+    qkv = step.model.backbone.layers[0].attn.qkv  # a Linear: bf16 under autocast
+    qkv.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
+    before = qkv.weight.detach().clone()
+    log_vars = step(step.batch)
+    assert dtypes == [torch.bfloat16] and torch.isfinite(log_vars['loss'])
+    assert qkv.weight.dtype == torch.float32 and not torch.equal(qkv.weight, before)  # fp32 update
+    assert step.flops() > 0
+
+
+def test_bad_options_are_clear_errors():
+    from mim_plugins.benchmark.cli import parse_args
+    from mim_plugins.utils.errors import UserInputError
+    with pytest.raises(UserInputError, match='OURS=STOCK'):
+        parse_args([TINY, '--compare', TINY])
+    if not torch.cuda.is_available():
+        with pytest.raises(UserInputError, match='no CUDA GPU'):
+            parse_args([TINY, '--device', 'cuda'])

@@ -1,0 +1,69 @@
+"""The segmentation demo's driver: end to end at 2 iterations per run through the real tools,
+and its choice of MAE checkpoint."""
+import json
+import re
+import subprocess
+import sys
+
+import torch
+
+from conftest import ROOT, run_env
+from mim_plugins.apis import seg_demo
+
+
+def test_seg_demo_trains_and_tests_both_inits(tmp_path):
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(f'{ROOT}/configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py')
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        mae = MODELS.build(cfg.model)
+    checkpoint = tmp_path / 'mae.pth'
+    torch.save({'state_dict': mae.state_dict()}, checkpoint)
+    work, data = tmp_path / 'demo', tmp_path / 'seg'
+    result = subprocess.run(
+        [sys.executable, 'tools/run_seg_demo.py', '--work-dir', str(work), '--checkpoint',
+         str(checkpoint), '--seg-data-root', str(data), '--iters', '2', '--num-train', '32',
+         '--num-val', '8'],
+        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert len(list((data / 'images' / 'training').glob('*.jpg'))) == 32
+    assert len(list((data / 'annotations' / 'validation').glob('*.png'))) == 8
+    for protocol, prefix, last in (('UperNet', 'seg_upernet', 'iter_2.pth'),
+                                   ('linear probe', 'seg_linear_probe', 'epoch_1.pth')):
+        row = re.search(rf'\[demo\] {protocol}\s+([\d.]+)%\s+([\d.]+)%', result.stdout)
+        assert row, result.stdout[-2000:]
+        for value, init in zip(row.groups(), ('MAE', 'random_init')):
+            metrics = json.loads((work / f'{prefix}_{init}' / 'metrics.json').read_text())
+            assert abs(metrics['mIoU'] - float(value)) < 0.01 and 0 <= metrics['mIoU'] <= 100
+        assert (work / f'{prefix}_MAE' / last).is_file()
+    assert f'segmentation starts from the MAE checkpoint {checkpoint}' in result.stdout
+    assert '=== linear probe from random init (elapsed' in result.stdout  # the stage log
+
+
+def test_without_a_checkpoint_the_main_jobs_pretraining_runs_first(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(seg_demo, 'prepare_data', lambda stages, root: calls.append('data'))
+
+    def pretrain(config, work_dir, options, epochs):
+        calls.append(('pretrain', config, epochs))
+        return 'pretrained.pth'
+
+    monkeypatch.setattr(seg_demo, 'pretrain', pretrain)
+    monkeypatch.setattr(seg_demo, 'prepare_mnist_seg', lambda *a: {'train': 1, 'val': 1})
+    monkeypatch.setattr(seg_demo, 'seg_train_and_test',
+                        lambda config, work_dir, options: calls.append(options[-1]) or 50.0)
+    work = tmp_path / 'demo'
+    seg_demo.main(['--work-dir', str(work), '--pretrain-epochs', '1'])
+    assert calls[:2] == ['data', ('pretrain', seg_demo.PRETRAIN, 1)]
+    assert calls[2:] == ['model.backbone.init_cfg.checkpoint=pretrained.pth',
+                         'model.backbone.init_cfg=None'] * 2  # UperNet, then the linear probe
+    # once the main job has run, its checkpoint is used and nothing is pretrained
+    (work / 'mae_pretrain').mkdir(parents=True)
+    (work / 'mae_pretrain' / 'epoch_15.pth').write_bytes(b'')
+    (work / 'mae_pretrain' / 'last_checkpoint').write_text(
+        str(work / 'mae_pretrain' / 'epoch_15.pth'))
+    calls.clear()
+    seg_demo.main(['--work-dir', str(work)])
+    main_job = work / 'mae_pretrain' / 'epoch_15.pth'
+    assert calls[0] == f'model.backbone.init_cfg.checkpoint={main_job}'
