@@ -147,7 +147,8 @@ def test_checkpoint_report_lists_missing_unused_and_mis_shaped_keys(tmp_path):
     source = VisionTransformer(arch=arch, img_size=28, patch_size=7).state_dict()
     source['backbone_extra.weight'] = torch.ones(3)
     del source['ln1.bias']
-    source['pos_embed'] = torch.zeros(1, 50, 32)  # a different grid
+    source['pos_embed'] = torch.ones(1, 50, 32)  # a 7x7 grid: mmpretrain resizes it to 4x4
+    source['patch_embed.projection.bias'] = torch.ones(5)  # a real mismatch
     ckpt = tmp_path / 'src.pth'
     torch.save({'state_dict': source}, ckpt)
 
@@ -164,11 +165,13 @@ def test_checkpoint_report_lists_missing_unused_and_mis_shaped_keys(tmp_path):
         logger.removeHandler(handler)
     report = next(r.getMessage() for r in records if 'Checkpoint report' in r.getMessage())
     total = len(model.state_dict())
-    assert f'loaded {total - 2} of the model\'s {total} tensors' in report
+    assert f'loaded {total - 2} of the model\'s {total} tensors' in report, report
     assert 'not in the checkpoint, left as initialised (1): ln1.bias' in report
     assert 'in the checkpoint, not used by the model (1): backbone_extra.weight' in report
-    assert 'different shape, not loaded (1): pos_embed (checkpoint (1, 50, 32), model ' \
-           '(1, 17, 32))' in report
+    assert 'different shape, not loaded (1): patch_embed.projection.bias (checkpoint (5,), ' \
+           'model (32,))' in report
+    assert 'resized to the model\'s shape and loaded (1): pos_embed' in report
+    torch.testing.assert_close(model.pos_embed, torch.ones(1, 17, 32))
     assert torch.equal(model.layers[0].attn.qkv.weight, source['layers.0.attn.qkv.weight'])
     # long lists are grouped by their first name component
     many = {f'neck.block{i}.w': torch.zeros(1) for i in range(12)}

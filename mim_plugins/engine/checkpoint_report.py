@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Dict, List, Sequence
 
 import mmengine.runner.checkpoint as mm_checkpoint
+import torch
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
@@ -29,11 +30,18 @@ def summarise_keys(keys: Sequence[str], limit: int = 8) -> str:
     return ', '.join(f'{name} ({n})' for name, n in groups.most_common())
 
 
-def checkpoint_report(model_state: Dict, checkpoint_state: Dict) -> str:
+def _shape_differs(model_state: Dict, checkpoint_state: Dict) -> List[str]:
+    return [k for k in checkpoint_state if k in model_state
+            and tuple(getattr(checkpoint_state[k], 'shape', ())) != tuple(model_state[k].shape)]
+
+
+def checkpoint_report(model_state: Dict, checkpoint_state: Dict,
+                      resized: Sequence[str] = ()) -> str:
     """The report for loading ``checkpoint_state`` into a model whose state dict is
-    ``model_state`` (both name -> tensor)."""
-    shape = [k for k in checkpoint_state if k in model_state
-             and tuple(getattr(checkpoint_state[k], 'shape', ())) != tuple(model_state[k].shape)]
+    ``model_state`` (both name -> tensor); ``resized`` keys had another shape in the checkpoint
+    but were loaded anyway, resized by the model's own load hooks (position embeddings,
+    relative position tables)."""
+    shape = [k for k in _shape_differs(model_state, checkpoint_state) if k not in resized]
     missing = [k for k in model_state if k not in checkpoint_state
                and not k.endswith('num_batches_tracked')]
     unused = [k for k in checkpoint_state if k not in model_state]
@@ -49,15 +57,23 @@ def checkpoint_report(model_state: Dict, checkpoint_state: Dict) -> str:
         pairs: List[str] = [f'{k} (checkpoint {tuple(checkpoint_state[k].shape)}, model '
                             f'{tuple(model_state[k].shape)})' for k in shape]
         lines.append(f'  different shape, not loaded ({len(shape)}): {"; ".join(pairs)}')
+    if resized:
+        lines.append(f'  resized to the model\'s shape and loaded ({len(resized)}): '
+                     f'{summarise_keys(list(resized))}')
     return '\n'.join(lines)
 
 
 def load_state_dict(module, state_dict, strict: bool = False, logger=None) -> None:
     """mmengine's ``load_state_dict``, then :func:`checkpoint_report` (rank 0)."""
+    model = module.module if is_model_wrapper(module) else module
+    # a tensor of another shape that changes while loading was resized by a load hook
+    current = model.state_dict()
+    before = {k: current[k].detach().clone() for k in _shape_differs(current, state_dict)}
     _mmengine_load_state_dict(module, state_dict, strict=strict, logger=logger)
     if get_rank() == 0:
-        model = module.module if is_model_wrapper(module) else module
-        print_log(checkpoint_report(model.state_dict(), state_dict), logger=logger)
+        after = model.state_dict()
+        resized = [k for k, v in before.items() if not torch.equal(v, after[k])]
+        print_log(checkpoint_report(after, state_dict, resized), logger=logger)
 
 
 # mmengine looks the function up in its module at call time (PretrainedInit imports it inside
