@@ -66,3 +66,14 @@ def test_bad_options_are_clear_errors():
     if not torch.cuda.is_available():
         with pytest.raises(UserInputError, match='no CUDA GPU'):
             parse_args([TINY, '--device', 'cuda'])
+
+
+def test_config_overrides_after_at_sign():
+    from mim_plugins.benchmark.measure import load_config
+    from mim_plugins.utils.errors import UserInputError
+    plain = load_config(TINY)
+    cfg = load_config(f'{TINY}@model.neck.decoder_depth=1,model.backbone.mask_ratio=0.5')
+    assert plain.model.neck.decoder_depth != 1
+    assert cfg.model.neck.decoder_depth == 1 and cfg.model.backbone.mask_ratio == 0.5
+    with pytest.raises(UserInputError, match='key=value'):
+        load_config(f'{TINY}@model.neck.decoder_depth')

@@ -88,6 +88,9 @@ def shrink(cfg: Config, data_root: str, work_dir: str) -> None:
     ``data_root``."""
     cfg.work_dir = work_dir
     cfg.experiment_name = f'test_{uuid.uuid4().hex[:8]}'
+    # mmseg names its visualizer 'visualizer': one instance per process, writing into the first
+    # test's (since removed) tmp_path unless each run names its own
+    cfg.visualizer.name = cfg.experiment_name
     backbone = cfg.model.backbone
     if backbone.arch == 'base':  # (the demo's ViT is small already)
         outs = len(backbone.out_indices)

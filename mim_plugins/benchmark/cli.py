@@ -23,6 +23,8 @@ DEFAULT_CONFIGS = [
     'configs/maskfeat/maskfeat_vit-base-p16_8xb256-coslr-300e_in1k.py',
     'configs/beit/beit-bottleneck_vit-base-p16_8xb256-coslr-300e_in1k.py',
     'configs/maskfeat/maskfeat-bottleneck_vit-base-p16_8xb256-coslr-300e_in1k.py',
+    'configs/maskfeat/maskfeat-bottleneck-sepmask_vit-base-p16_8xb256-coslr-300e_in1k.py',
+    'configs/maskfeat/maskfeat-bottleneck-semmae_vit-base-p16_8xb256-coslr-300e_in1k.py',
     'configs/mae/mae-bottleneck_vit-base-p16_8xb512-coslr-800e_in1k.py',
     'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py',
 ]
@@ -34,6 +36,12 @@ DEFAULT_COMPARE = [
     'mmpretrain::beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py',
     'configs/maskfeat/maskfeat_vit-base-p16_8xb256-coslr-300e_in1k.py='
     'mmpretrain::maskfeat/maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k.py',
+    # SemMAE's part-guided masking against MAE's random masking (the same model otherwise)
+    'configs/semmae/semmae_vit-base-p16_8xb256-coslr-800e_in1k.py='
+    'configs/mae/mae_vit-base-p16_8xb512-coslr-800e_in1k.py',
+    # SupMAE's supervised branch against MAE with SupMAE's 1-block decoder
+    'configs/supmae/supmae_vit-base-p16_8xb512-coslr-400e_in1k.py='
+    'configs/mae/mae_vit-base-p16_8xb512-coslr-800e_in1k.py@model.neck.decoder_depth=1',
     # each bottleneck against its baseline
     'configs/beit/beit-bottleneck_vit-base-p16_8xb256-coslr-300e_in1k.py='
     'configs/beit/beit_vit-base-p16_8xb256-coslr-300e_in1k.py',

@@ -5,10 +5,11 @@ import tempfile
 from typing import Dict, List
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.hub import get_config
 from mmengine.logging import MMLogger
 
+from ..utils.errors import UserInputError
 from .memory import peak_cuda_mib, peak_rss_mib, reset_peak_cuda, reset_peak_rss
 from .pipeline import pipeline_throughput
 from .step import TrainStep
@@ -16,8 +17,21 @@ from .synthetic import generated_batch
 
 
 def load_config(path: str) -> Config:
-    """A config file, or a package config such as ``mmpretrain::mae/mae_vit-base-...py``."""
-    return get_config(path) if '::' in path else Config.fromfile(path)
+    """A config file, or a package config such as ``mmpretrain::mae/mae_vit-base-...py``,
+    optionally followed by ``@key=value,key=value`` overrides (``--cfg-options`` syntax, e.g.
+    ``configs/mae/mae_vit-base-p16_8xb512-coslr-800e_in1k.py@model.neck.decoder_depth=1``)."""
+    path, _, overrides = path.partition('@')
+    cfg = get_config(path) if '::' in path else Config.fromfile(path)
+    if overrides:
+        options = {}
+        for item in overrides.split(','):
+            key, sep, value = item.partition('=')
+            if not sep:
+                raise UserInputError(f'benchmark config {path!r}: override {item!r} is not '
+                                     'key=value. Fix: write CONFIG@key=value,key=value.')
+            options[key] = DictAction._parse_iterable(value)
+        cfg.merge_from_dict(options)
+    return cfg
 
 
 def _setup(opts: dict) -> None:
