@@ -63,6 +63,10 @@ def test_bad_options_are_clear_errors():
     from mim_plugins.utils.errors import UserInputError
     with pytest.raises(UserInputError, match='OURS=STOCK'):
         parse_args([TINY, '--compare', TINY])
+    with pytest.raises(UserInputError, match='only STOCK'):
+        parse_args([TINY, '--compare', f'{TINY}@model.neck.decoder_depth=1={TINY}'])
+    pairs = parse_args([TINY]).compare  # the defaults pass, overrides on the STOCK side
+    assert any('@' in p for p in pairs)
     if not torch.cuda.is_available():
         with pytest.raises(UserInputError, match='no CUDA GPU'):
             parse_args([TINY, '--device', 'cuda'])

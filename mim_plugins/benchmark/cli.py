@@ -79,8 +79,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args.compare = DEFAULT_COMPARE if args.compare is None else \
         [c for c in args.compare if c != 'none']
     for pair in args.compare:
-        if pair.count('=') != 1:
-            raise UserInputError(f"--compare {pair!r}: expected OURS=STOCK, two config paths.")
+        ours, sep, stock = pair.partition('=')
+        if not sep or not stock or '@' in ours or ('=' in stock and '@' not in stock):
+            raise UserInputError(f"--compare {pair!r}: expected OURS=STOCK, two config paths "
+                                 "(only STOCK may carry @key=value overrides).")
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise UserInputError('--device cuda: no CUDA GPU is visible. Fix: run on a GPU machine, '
                              'or drop --device.')
@@ -112,7 +114,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     for config in args.configs:
         results.append(_run(not args.in_process, measure_config, config, opts))
         print(f"{config}: {results[-1]['img_s']:.2f} img/s", flush=True)
-    comparisons = [_run(not args.in_process, compare, *pair.split('='), opts)
+    comparisons = [_run(not args.in_process, compare, *pair.split('=', 1), opts)
                    for pair in args.compare]
     print(table(results))
     if comparisons:
