@@ -50,8 +50,9 @@ def build_step(path: str, root: str, opts: dict) -> TrainStep:
 
 def measure_config(path: str, opts: dict) -> Dict:
     """Step time (median of ``steps`` after ``warmup``), img/s, FLOPs per step and FLOP/s (as a
-    fraction of ``opts['peak_flops']``), peak RSS and CUDA memory over the timed steps, and
-    the pipeline's img/s per worker (``pipeline_images`` > 0)."""
+    fraction of ``opts['peak_flops']``), peak RSS and CUDA memory over the timed steps, the
+    time of the optimizer update alone (median of ``steps``; inside the step time, outside the
+    FLOP count), and the pipeline's img/s per worker (``pipeline_images`` > 0)."""
     _setup(opts)
     with tempfile.TemporaryDirectory() as root:
         step = build_step(path, root, opts)
@@ -62,12 +63,15 @@ def measure_config(path: str, opts: dict) -> Dict:
         reset_peak_rss()
         reset_peak_cuda(step.device)
         seconds = statistics.median(step.time(opts['steps']))
+        peak_rss = peak_rss_mib()  # (before the optimizer alone allocates anything)
+        optimizer_s = statistics.median(step.optimizer_time(opts['steps']))
         result = dict(
             config=path, batch_size=step.batch_size, device=opts['device'], amp=opts['amp'],
             compile=opts['compile'], step_ms=seconds * 1e3, img_s=step.batch_size / seconds,
             gflop_per_step=flops / 1e9, gflop_per_img=flops / 1e9 / step.batch_size,
             tflop_s=flops / seconds / 1e12, peak_fraction=flops / seconds / opts['peak_flops'],
-            peak_rss_mib=peak_rss_mib(), cuda_peak_mib=peak_cuda_mib(step.device) or None)
+            optimizer_ms=optimizer_s * 1e3, peak_rss_mib=peak_rss,
+            cuda_peak_mib=peak_cuda_mib(step.device) or None)
         if opts['pipeline_images']:
             result['pipeline_img_s'] = pipeline_throughput(
                 load_config(path), osp.join(root, 'pipeline'), opts['pipeline_images'])
@@ -75,20 +79,25 @@ def measure_config(path: str, opts: dict) -> Dict:
 
 
 def compare(ours: str, stock: str, opts: dict) -> Dict:
-    """Both steps built in this process and timed in ``rounds`` alternating rounds of ``steps``
-    steps each, so that a change in the machine's load hits both alike; ``ratio`` is ours'
-    img/s over the stock one's (> 1: ours is faster)."""
+    """Both steps built in this process and timed in ``rounds`` rounds of ``steps`` steps each,
+    ours first in even rounds and the stock one first in odd ones, so that neither a change in
+    the machine's load nor going first favours one of them; ``ratio`` is ours' img/s over the
+    stock one's (> 1: ours is faster). The FLOPs per image of each (the first warm-up step)
+    tell whether a ratio comes from the implementation or from a different amount of work."""
     _setup(opts)
     with tempfile.TemporaryDirectory() as root:
         steps = [build_step(p, osp.join(root, str(i)), opts) for i, p in enumerate((ours, stock))]
+        flops = [step.flops() for step in steps]
         for step in steps:
             if opts['compile']:
                 step.compile()
             step.time(opts['warmup'])
         times: List[List[float]] = [[], []]
-        for _ in range(opts['rounds']):
-            for i, step in enumerate(steps):
-                times[i] += step.time(opts['steps'])
+        for r in range(opts['rounds']):
+            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                times[i] += steps[i].time(opts['steps'])
     ours_s, stock_s = (statistics.median(t) for t in times)
-    return dict(ours=ours, stock=stock, ours_img_s=steps[0].batch_size / ours_s,
-                stock_img_s=steps[1].batch_size / stock_s, ratio=stock_s / ours_s)
+    size = steps[0].batch_size
+    return dict(ours=ours, stock=stock, ours_img_s=size / ours_s, stock_img_s=size / stock_s,
+                ratio=stock_s / ours_s, ours_gflop_per_img=flops[0] / 1e9 / size,
+                stock_gflop_per_img=flops[1] / 1e9 / size)

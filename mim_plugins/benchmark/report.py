@@ -10,6 +10,7 @@ COLUMNS: Sequence[Tuple[str, str, str]] = (
     ('gflop_per_img', 'GFLOP/img', '{:.2f}'),
     ('tflop_s', 'TFLOP/s', '{:.3f}'),
     ('peak_fraction', 'of matmul peak', '{:.0%}'),
+    ('optimizer_ms', 'optimizer ms', '{:.0f}'),
     ('peak_rss_mib', 'peak RSS MiB', '{:.0f}'),
     ('cuda_peak_mib', 'CUDA peak MiB', '{:.0f}'),
     ('pipeline_img_s', 'pipeline img/s/worker', '{:.1f}'),
@@ -31,9 +32,10 @@ def table(results: List[dict]) -> str:
 
 def comparison_table(comparisons: List[dict]) -> str:
     """Ours vs the stock implementation, timed in alternating rounds in one process."""
-    lines = [_row(['ours', 'stock', 'ours img/s', 'stock img/s', 'speed ours / stock']),
-             _row(['---'] * 5)]
+    lines = [_row(['ours', 'stock', 'ours img/s', 'stock img/s', 'speed ours / stock',
+                   'GFLOP/img ours / stock']), _row(['---'] * 6)]
     for c in comparisons:
         lines.append(_row([c['ours'], c['stock'], f"{c['ours_img_s']:.2f}",
-                           f"{c['stock_img_s']:.2f}", f"{c['ratio']:.3f}"]))
+                           f"{c['stock_img_s']:.2f}", f"{c['ratio']:.3f}",
+                           f"{c['ours_gflop_per_img']:.2f} / {c['stock_gflop_per_img']:.2f}"]))
     return '\n'.join(lines)
