@@ -170,7 +170,7 @@ def write_seg_config(tmp_path, data_root: str, batch_per_process: int) -> str:
     return path
 
 
-def seg_loss(config: str, state_dict: dict, data_root: str) -> float:
+def seg_loss(config: str, state_dict: dict) -> float:
     """The UperNet's loss (decode + auxiliary) on the 16 training images, in one batch."""
     from mmengine.registry import DefaultScope
     from mmseg.registry import DATASETS as SEG_DATASETS, MODELS as SEG_MODELS
@@ -208,7 +208,7 @@ def test_two_processes_match_one_for_segmentation(tmp_path, digit_seg_data):
     # average to the full-batch mean.
     assert moved > 1e-3 and gap < 1e-5, (moved, gap)
 
-    loss_one = seg_loss(cfg_one, end_one, digit_seg_data)
-    loss_two = seg_loss(cfg_one, end_two, digit_seg_data)
-    assert loss_one < seg_loss(cfg_one, first, digit_seg_data)  # it trained
+    loss_one = seg_loss(cfg_one, end_one)
+    loss_two = seg_loss(cfg_one, end_two)
+    assert loss_one < seg_loss(cfg_one, first)  # it trained
     assert abs(loss_one - loss_two) < 1e-5 * loss_one, (loss_one, loss_two)
