@@ -12,6 +12,7 @@ from mim_plugins.models.bottleneck import subset_rel_pos_bias
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
 IMG, PATCH, GRID = 32, 8, 4  # 16 patches
 BACKBONES = ('BottleneckMaskFeatViT', 'BottleneckBEiTViT')
+ABSOLUTE = dict(use_abs_pos_emb=True, use_rel_pos_bias=False, use_shared_rel_pos_bias=False)
 
 
 def build(cfg: dict) -> torch.nn.Module:
@@ -44,26 +45,77 @@ def patches_of(mask_row: torch.Tensor) -> torch.Tensor:
         .repeat_interleave(PATCH, 3)
 
 
+def traced(model, x, mask):
+    """``(outputs of each main layer, outputs of each bottleneck layer)`` of one forward."""
+    main, twin = [], []
+    hooks = [layer.register_forward_hook(lambda mod, inp, out: main.append(out))
+             for layer in model.layers]
+    hooks += [layer.register_forward_hook(lambda mod, inp, out: twin.append(out))
+              for layer in model.bottleneck_layers]
+    with torch.no_grad():
+        model.forward_streams(x, mask)
+    for hook in hooks:
+        hook.remove()
+    return main, twin
+
+
 @pytest.mark.parametrize('kind', BACKBONES)
 def test_mask_tokens_see_the_image_only_through_the_cls_tokens(kind):
-    model = backbone(kind)
+    model = backbone(kind, num_cls_tokens=2)
     torch.manual_seed(1)
     x = torch.randn(2, 3, IMG, IMG)
     mask = random_mask(2, 16, 0.75)
     other = x + torch.randn_like(x) * torch.cat([patches_of(~m[None]) for m in mask])
-    assert not torch.equal(other, x)
-    # first layer: the cls token entering it is cls_token (+ position), whatever the image
-    assert torch.equal(first_twin_output(model, x, mask), first_twin_output(model, other, mask))
-    # ... and the cls token is the channel: change it and the mask tokens change
-    before = first_twin_output(model, x, mask)
+    masked_only = x + torch.randn_like(x) * torch.cat([patches_of(m[None]) for m in mask])
+    assert not torch.equal(other, x) and not torch.equal(masked_only, x)
+    # the pixels of the predicted (hidden) patches reach nothing
+    torch.testing.assert_close(first_twin_output(model, x, mask),
+                               first_twin_output(model, masked_only, mask), atol=0, rtol=0)
+    # the first bottleneck layer already reads the image: the cls tokens it gets LEAVE main
+    # layer 0, which attended to the visible patches (the official order)
+    assert not torch.allclose(first_twin_output(model, x, mask),
+                              first_twin_output(model, other, mask), atol=1e-4)
+
+
+@pytest.mark.parametrize('kind', BACKBONES)
+def test_each_bottleneck_layer_reads_the_cls_tokens_leaving_its_main_layer(kind):
+    """Independent computation: bottleneck layer i on [cls rows of main layer i's output, mask
+    tokens leaving bottleneck layer i-1], with the official order of the two steps. (BEiT with
+    SemanticMIM's absolute positions: the layers then take no bias.)"""
+    position = ABSOLUTE if kind == 'BottleneckBEiTViT' else {}
+    model = backbone(kind, num_cls_tokens=3, **position)
+    x = torch.randn(2, 3, IMG, IMG)
+    mask = random_mask(2, 16, 0.75)
+    main, twin = traced(model, x, mask)
+    n = model.num_cls_tokens
     with torch.no_grad():
-        model.cls_token.add_(torch.randn_like(model.cls_token))  # not a constant: LN removes it
-    assert not torch.allclose(first_twin_output(model, x, mask), before, atol=1e-4)
-    # deeper, the visible patches reach the mask tokens, through the cls token of layer 2
-    with torch.no_grad():
-        pred_x = model.forward_streams(x, mask)[1]
-        pred_other = model.forward_streams(other, mask)[1]
-    assert not torch.allclose(pred_x, pred_other, atol=1e-4)
+        _, _, tokens = model.embed(x)
+        _, ids = mask_to_indices(mask)
+        pred = tokens.gather(1, ids.unsqueeze(-1).expand(-1, -1, 32))
+        for i, layer in enumerate(model.bottleneck_layers):
+            seq = torch.cat([main[i][:, :n], pred], 1)
+            out = layer(seq, rel_pos_bias=None) if kind == 'BottleneckBEiTViT' else layer(seq)
+            torch.testing.assert_close(out[:, n:], twin[i][:, n:])
+            pred = out[:, n:]
+
+
+@pytest.mark.parametrize('kind', BACKBONES)
+def test_bottleneck_loss_trains_every_main_layer_and_the_final_norm(kind):
+    """The loss reads only the mask tokens; still every main-stream parameter (the last layer,
+    through the cls tokens it hands to the last bottleneck layer) and the backbone's own final
+    norm ``ln1`` must get a non-zero gradient."""
+    model = backbone(kind, num_cls_tokens=2)
+    model.train()
+    x = torch.randn(2, 3, IMG, IMG)
+    _, pred = model.forward_streams(x, random_mask(2, 16, 0.75))
+    pred.pow(2).mean().backward()
+    dead = [name for name, p in model.named_parameters()
+            if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert dead == []
+    assert not hasattr(model, 'bottleneck_norm')
+    last = len(model.layers) - 1
+    assert model.layers[last].ffn.layers[1].weight.grad.abs().sum() > 0
+    assert model.ln1.weight.grad.abs().sum() > 0
 
 
 def test_visible_path_is_the_plain_vit_on_the_visible_tokens():
@@ -81,12 +133,18 @@ def test_visible_path_is_the_plain_vit_on_the_visible_tokens():
     torch.testing.assert_close(main, latent)
 
 
-def test_beit_visible_path_with_nothing_hidden_is_the_stock_beit():
+@pytest.mark.parametrize('position', [dict(), ABSOLUTE], ids=['shared-relative', 'absolute'])
+def test_beit_visible_path_with_nothing_hidden_is_the_stock_beit(position):
     """With separate masks and no hidden patch, the main stream is the stock BEiTPretrainViT
-    on the whole image: the relative position bias is gathered right."""
-    model = backbone('BottleneckBEiTViT')
-    stock = build(dict(type='BEiTPretrainViT', arch=ARCH, img_size=IMG, patch_size=PATCH))
-    stock.load_state_dict(model.state_dict(), strict=False)
+    on the whole image, with BEiT's shared relative bias (gathered right) or SemanticMIM's
+    absolute position embedding."""
+    model = backbone('BottleneckBEiTViT', **position)
+    assert (model.pos_embed is not None) == bool(position)
+    assert (model.rel_pos_bias is None) == bool(position)
+    stock = build(dict(type='BEiTPretrainViT', arch=ARCH, img_size=IMG, patch_size=PATCH,
+                       **position))
+    missing, _ = stock.load_state_dict(model.state_dict(), strict=False)
+    assert missing == []
     x = torch.randn(2, 3, IMG, IMG)
     nothing = torch.zeros(2, 16, dtype=torch.bool)
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Exact tests of the mask functions: counts, the SemMAE intra→inter schedule, randomness."""
 import itertools
-import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -25,28 +25,29 @@ def per_part(mask: torch.Tensor, ids: torch.Tensor, num_parts: int) -> torch.Ten
 
 
 def reference_counts(sizes, ratio, lam, order):
-    """Plain-Python SemMAE counts with round-half-up, to compare against the tensor version."""
-    length = sum(sizes)
-    budget = length - int(length * (1 - ratio))
-    c1 = [math.floor(n * ratio + 0.5) for n in sizes]
-    c2, left = [0] * len(sizes), budget
+    """Plain-Python SemMAE counts as the official code computes them: float32 (numpy scalars),
+    round halves to even (Python's round), inter budget ``L·r`` truncated per part."""
+    f32 = np.float32
+    c1 = [round(float(f32(n) * f32(ratio))) for n in sizes]
+    c2, before = [0] * len(sizes), 0
     for p in order:
-        c2[p] = min(sizes[p], left)
-        left -= c2[p]
-    return [math.floor(lam * a + (1 - lam) * b + 0.5) for a, b in zip(c1, c2)]
+        c2[p] = min(sizes[p], max(0, int(f32(sum(sizes) * ratio) - f32(before))))
+        before += sizes[p]
+    return [round(float(f32(lam) * f32(a) + f32(1 - lam) * f32(b))) for a, b in zip(c1, c2)]
 
 
 # Hand-computed for sizes (6, 4, 3, 2, 1), L=16, r=0.75: fixed total 16 - int(4.0) = 12.
-# c1 = half-up(4.5, 3, 2.25, 1.5, 0.75) = (5, 3, 2, 2, 1)  (banker's rounding would give 4 for 4.5).
+# c1 = round(4.5, 3, 2.25, 1.5, 0.75) = (4, 3, 2, 2, 1), halves to even (half-up: 5 for 4.5).
 # Order (2, 0, 4, 1, 3), budget 12: part2 3, part0 6, part4 1, part1 gets the remaining 2, part3 0.
 SIZES, ORDER = [6, 4, 3, 2, 1], [2, 0, 4, 1, 3]
 
 
 @pytest.mark.parametrize('lam, expected', [
-    (1.0, [5, 3, 2, 2, 1]),
+    (1.0, [4, 3, 2, 2, 1]),
     (0.0, [6, 2, 3, 0, 1]),
-    (0.5, [6, 3, 3, 1, 1]),   # (5.5, 2.5, 2.5, 1, 1): three exact halves, all rounded up
-    (0.25, [6, 2, 3, 1, 1]),  # (5.75, 2.25, 2.75, 0.5, 1)
+    (0.5, [5, 2, 2, 1, 1]),   # (5, 2.5, 2.5, 1, 1): two exact halves, both rounded to even
+    (0.25, [6, 2, 3, 0, 1]),  # (5.5, 2.25, 2.75, 0.5, 1): 5.5 -> 6, 0.5 -> 0
+    (0.75, [4, 3, 2, 2, 1]),  # (4.5, 2.75, 2.25, 1.5, 1)
 ])
 def test_part_mask_counts_hand_computed(lam, expected):
     counts = masking.part_mask_counts(torch.tensor(SIZES), 0.75, lam, torch.tensor(ORDER))
@@ -59,6 +60,10 @@ def test_part_mask_counts_inter_takes_whole_parts_in_order():
                                       torch.tensor([6, 1, 4, 0, 2, 3, 5]))
     # Budget 147 = 5 whole parts (140) + 7 patches of the sixth part in the order (part 3).
     assert counts.tolist() == [28, 28, 28, 7, 28, 0, 28]
+    # A fractional budget is truncated per part: 117.6 = 4 whole parts + trunc(5.6) = 117, one
+    # short of the fixed total 118 (semantic_part_mask fills it).
+    counts = masking.part_mask_counts(torch.tensor([28] * 7), 0.6, 0.0, torch.arange(7))
+    assert counts.tolist() == [28, 28, 28, 28, 5, 0, 0] and masking.num_masked(196, 0.6) == 118
 
 
 def test_part_mask_counts_match_reference_on_random_layouts():
@@ -120,10 +125,10 @@ def contiguous(sizes) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
 
 
-def test_intra_counts_rounded_half_up_then_fixed_by_dropping_random_selected():
-    ids = contiguous(SIZES).expand(3000, -1)  # lam=1 selects (5, 3, 2, 2, 1) = 13, total is 12
-    counts = per_part(masking.semantic_part_mask(ids, 0.75, 1.0, generator=gen(3)), ids, 5)
-    c1 = torch.tensor([5, 3, 2, 2, 1])
+def test_intra_counts_rounded_then_fixed_by_dropping_random_selected():
+    ids = contiguous([5, 5, 5, 1]).expand(3000, -1)  # lam=1 selects (4, 4, 4, 1) = 13, total 12
+    counts = per_part(masking.semantic_part_mask(ids, 0.75, 1.0, generator=gen(3)), ids, 4)
+    c1 = torch.tensor([4, 4, 4, 1])
     assert (counts.sum(1) == 12).all() and ((c1 - counts).sum(1) == 1).all()
     assert (counts <= c1).all()
     # The patch left visible is uniform over the 13 selected ones: part p with chance c1_p / 13.

@@ -22,6 +22,9 @@ SEG_CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(
     osp.join(ROOT, 'configs_seg', '**', '*.py'), recursive=True) if '_base_' not in p)
 # (pretraining config, segmentation config): checkpoints of mmpretrain's own pretraining configs
 # go into the same backbones as ours. Add a line to check another pair.
+# mmpretrain's own BEiT pretrains with BEiT's shared relative bias, ours with SemanticMIM's
+# absolute positions: its checkpoints go into our configs with BEiT's position options
+BEIT_RELATIVE = dict(use_abs_pos_emb=False, use_rel_pos_bias=True)
 EXTRA = [
     ('mmpretrain::beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py',
      'configs_seg/beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py'),
@@ -90,9 +93,10 @@ def pretrained_state(config: str) -> dict:
             for k, v in state.items()}
 
 
-def _seg_backbone(seg_config: str, checkpoint: str = None):
+def _seg_backbone(seg_config: str, checkpoint: str = None, **overrides):
     from mmseg.registry import MODELS
     backbone = Config.fromfile(osp.join(ROOT, seg_config)).model.backbone
+    backbone.update(overrides)
     if backbone.arch == 'base':
         backbone.arch = BASE_2_BLOCKS
         backbone.out_indices = [1]
@@ -114,13 +118,14 @@ def test_pretrained_checkpoint_fills_every_encoder_tensor(pretrain, seg, tmp_pat
     # no key of the segmentation backbone is missing from the checkpoint (after the stock load
     # hooks: position embedding resized, shared relative position bias copied to each block);
     # only the index buffers of the relative position bias are rebuilt rather than loaded
-    result = _seg_backbone(seg).load_state_dict(dict(encoder), strict=False)
+    overrides = BEIT_RELATIVE if pretrain and 'beit' in pretrain else {}
+    result = _seg_backbone(seg, **overrides).load_state_dict(dict(encoder), strict=False)
     assert [k for k in result.missing_keys if not k.endswith('relative_position_index')] == []
 
     # and the config's own init_cfg really loads them
     checkpoint = str(tmp_path / 'pretrained.pth')
     torch.save({'state_dict': state}, checkpoint)
-    backbone = _seg_backbone(seg, checkpoint)
+    backbone = _seg_backbone(seg, checkpoint, **overrides)
     backbone.init_weights()
     loaded = backbone.state_dict()
     same_shape = [k for k, v in encoder.items() if k in loaded and loaded[k].shape == v.shape]

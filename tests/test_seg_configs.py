@@ -102,7 +102,7 @@ def shrink(cfg: Config, data_root: str, work_dir: str) -> None:
             backbone.frozen_stages = depth
         _walk(cfg.model, _narrow)
     backbone.init_cfg = None
-    backbone.img_size = SIZE  # BEiTViT's relative position bias is built for it
+    backbone.img_size = SIZE  # BEiTViT's position table is built for it
     # (the top-level one is what the model wrapped by --tta gets)
     for preprocessor in (cfg.model.data_preprocessor, cfg.get('data_preprocessor')):
         preprocessor.size = (SIZE, SIZE)
@@ -275,8 +275,9 @@ def test_layer_decay_gives_each_block_its_lr(config, rate, tmp_path):
     assert groups['backbone.cls_token']['weight_decay'] == 0
     if 'backbone.pos_embed' in groups:
         assert groups['backbone.pos_embed']['weight_decay'] == 0
-    if 'beit' in config:
-        assert groups['backbone.layers.0.attn.relative_position_bias_table']['weight_decay'] == 0
+    if 'beit' in config:  # SemanticMIM's BEiT: absolute positions, no relative bias
+        assert 'backbone.pos_embed' in groups
+        assert not any('relative_position' in name for name in groups)
     if 'backbone.extra_cls_tokens' in groups:  # the 8 cls tokens of the bottleneck are stem
         assert lr('backbone.extra_cls_tokens') == pytest.approx(rate ** (depth - 1))
         assert groups['backbone.extra_cls_tokens']['weight_decay'] == 0

@@ -38,8 +38,13 @@ DOWNSTREAM = {
 
 
 def test_semanticmim_recipes():
+    """The ratios and positions of the official SemanticMIM configs (configs/{beit,maskfeat}/
+    *_pretrain.py at the commit of tests/fixtures/official): baselines 40%, bottlenecks 60%
+    (BEiT) and 80% (MaskFeat), separate masks predicting 60%; BEiT with absolute positions."""
     beit, maskfeat = Config.fromfile(BEIT), Config.fromfile(MASKFEAT)
-    for cfg, ratio in ((beit, 0.6), (maskfeat, 0.8)):
+    ratios = ((beit, 0.4), (maskfeat, 0.4), (Config.fromfile(BEIT_BN), 0.6),
+              (Config.fromfile(MASKFEAT_BN), 0.8))
+    for cfg, ratio in ratios:
         assert cfg.data_preprocessor.type == 'MaskingDataPreprocessor'
         assert cfg.data_preprocessor.mask_generator == dict(
             type='RandomMaskGenerator', mask_ratio=ratio, grid=14)
@@ -47,6 +52,10 @@ def test_semanticmim_recipes():
         assert cfg.optim_wrapper.type == 'OptimWrapper'  # --amp adds mixed precision on GPUs
         assert not any('Mask' in t.type for t in cfg.train_dataloader.dataset.pipeline)
     assert beit.model.backbone.layer_scale_init_value == 0.1
+    for path in (BEIT, BEIT_BN):
+        backbone = Config.fromfile(path).model.backbone
+        assert (backbone.use_abs_pos_emb, backbone.use_rel_pos_bias,
+                backbone.use_shared_rel_pos_bias) == (True, False, False)
     assert beit.model.head.num_embed == 8192
     assert beit.model.target_generator.type == 'DALL-E'
     assert beit.model.target_generator.init_cfg.checkpoint == 'data/pretrained/dalle_encoder.pth'
@@ -57,7 +66,7 @@ def test_semanticmim_recipes():
         cfg = Config.fromfile(path)
         assert cfg.model.type == algo and cfg.model.backbone.num_cls_tokens == cls_tokens
     sep = Config.fromfile(SEPMASK).data_preprocessor
-    assert sep.input_mask_generator.mask_ratio == 0.8 and sep.mask_generator.mask_ratio == 0.8
+    assert sep.input_mask_generator.mask_ratio == 0.8 and sep.mask_generator.mask_ratio == 0.6
     sem = Config.fromfile(SEMMAE_BN)
     assert sem.data_preprocessor.mask_generator.type == 'SemanticPartMaskGenerator'
     assert sem.custom_hooks == [dict(type='SemMAELambdaHook')]

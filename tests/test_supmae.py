@@ -24,10 +24,10 @@ ARCH = dict(embed_dims=DIM, num_layers=2, num_heads=2, feedforward_channels=64)
 
 
 def tiny_supmae(head: str = 'mlp', pool: str = 'avg', ratio: float = 0.01,
-                temperature: float = 10.0):
+                temperature: float = 10.0, backbone: str = 'SemMAEViT'):
     model = MODELS.build(dict(
         type='SupMAE',
-        backbone=dict(type='MAEViT', arch=ARCH, img_size=IMG, patch_size=PATCH, mask_ratio=0.75),
+        backbone=dict(type=backbone, arch=ARCH, img_size=IMG, patch_size=PATCH, mask_ratio=0.75),
         neck=dict(type='MAEPretrainDecoder', num_patches=(IMG // PATCH)**2, patch_size=PATCH,
                   in_chans=3, embed_dim=DIM, decoder_embed_dim=16, decoder_depth=1,
                   decoder_num_heads=2),
@@ -178,6 +178,46 @@ def test_bad_arguments_and_inputs_are_named():
         cls_head(torch.randn(2, DIM))
 
 
+def test_without_a_given_mask_semmaevit_is_maevit_exactly():
+    """The paper configs' SemMAEViT backbone draws MAE's random masks when no mask is given."""
+    torch.manual_seed(0)
+    ours, stock = tiny_supmae(), tiny_supmae(backbone='MAEViT')
+    stock.load_state_dict(ours.state_dict())
+    x, y = torch.randn(4, 3, IMG, IMG), labelled([0, 1, 2, 3])
+    torch.manual_seed(3)
+    mine = ours.loss(x, y)
+    torch.manual_seed(3)
+    theirs = stock.loss(x, y)
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_a_given_mask_needs_a_backbone_that_takes_it():
+    model = tiny_supmae(backbone='MAEViT')
+    samples = [s.set_mask(torch.arange(16).view(4, 4) < 12) for s in labelled([0, 1])]
+    with pytest.raises(ValueError, match="cannot take one.*SemMAEViT"):
+        model.loss(torch.randn(2, 3, IMG, IMG), samples)
+
+
+@pytest.mark.parametrize('config', [IN1K_CFG, DEMO_CFG])
+def test_weight_decay_is_the_official_rule(config):
+    """SupMAE's rule (timm ``add_weight_decay``): a trained tensor decays unless it is 1-D or a
+    bias; so cls_token and mask_token decay and the branch's BatchNorm weight does not."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(f'{ROOT}/{config}')
+    model = MODELS.build(cfg.model)
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    decay_of = {id(p): group['weight_decay'] for group in optimizer.param_groups
+                for p in group['params']}
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    assert set(decay_of) == {id(p) for p in trained.values()}  # frozen pos embeds left out
+    official = {name for name, p in trained.items() if p.ndim > 1 and not name.endswith('.bias')}
+    assert {'backbone.cls_token', 'neck.mask_token'} <= official
+    assert 'cls_head.fc.1.weight' not in official  # BatchNorm1d
+    assert {name for name, p in trained.items() if decay_of[id(p)] > 0} == official
+    assert {decay_of[id(trained[name])] for name in official} == {0.05}
+
+
 def test_unlabelled_batch_names_the_fix():
     model = tiny_supmae()
     x = torch.randn(2, 3, IMG, IMG)
@@ -191,6 +231,7 @@ def test_paper_recipe_config():
     cfg = Config.fromfile(f'{ROOT}/{IN1K_CFG}')
     model = cfg.model
     assert model.type == 'SupMAE' and model.cls_loss_ratio == 0.01
+    assert model.backbone.type == 'SemMAEViT'  # MAEViT's parameters, takes a given mask
     assert model.neck.decoder_depth == 1 and model.neck.decoder_embed_dim == 512
     assert model.head.norm_pix and model.backbone.mask_ratio == 0.75
     assert (model.cls_head.pool, model.cls_head.head, model.cls_head.hidden_channels,

@@ -1,8 +1,10 @@
 # BEiT v1 ViT-B/16 pretraining, 300 epochs on ImageNet-1k, batch 2048 (8 GPUs x 256), the
 # baseline recipe of SemanticMIM: mmpretrain's BEiT (DALL-E tokens of a 112² second view as
 # targets, CE on the masked patches, layer scale 0.1, AdamW lr 1.5e-3 at 2048, wd 0.05,
-# clip 3.0, 10 warm-up epochs then cosine) with SemanticMIM's masks: 60% of the 14x14 patches,
-# at random. Changed from mmpretrain's config:
+# clip 3.0, 10 warm-up epochs then cosine) with SemanticMIM's baseline masks and positions (its
+# configs/beit/beit_baseline_pretrain.py): 40% of the 14x14 patches at random (a SimMIM-style
+# generator with 16-px mask patches, i.e. per patch), learned absolute position embeddings and no
+# relative position bias. Changed from mmpretrain's config:
 #  - masks are drawn by MaskingDataPreprocessor, so any mask generator is one line to swap
 #    (BlockMaskGenerator for BEiT's own block-wise 40%, SemanticPartMaskGenerator for SemMAE's);
 #  - mixed precision from the tools' `--amp` flag (AmpOptimWrapper refuses to start on CPU);
@@ -12,7 +14,7 @@
 _base_ = ['mmpretrain::beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py']
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
-mask_ratio = 0.6
+mask_ratio = 0.4
 grid = 14  # 224 / 16
 data_preprocessor = dict(
     _delete_=True,
@@ -41,6 +43,9 @@ train_dataloader = dict(
     collate_fn=dict(_delete_=True, type='default_collate'))
 
 model = dict(
+    # SemanticMIM's BEiT position encoding; BEiT's own: use_abs_pos_emb=False,
+    # use_shared_rel_pos_bias=True
+    backbone=dict(use_abs_pos_emb=True, use_rel_pos_bias=False, use_shared_rel_pos_bias=False),
     target_generator=dict(
         init_cfg=dict(type='Pretrained', checkpoint='data/pretrained/dalle_encoder.pth')))
 

@@ -2,14 +2,16 @@
 # baseline recipe of SemanticMIM: mmpretrain's MaskFeat (HOG of 9 bins in 8x8 cells, Gaussian
 # window 16, 108 values per 16² patch, L2 on the masked patches; AdamW lr 1.6e-3 at 2048,
 # wd 0.05, clip 0.02, 30 warm-up epochs then cosine; RandomResizedCrop (0.5, 1) + flip) with
-# SemanticMIM's masks: 80% of the 14x14 patches, at random. Changed from mmpretrain's config:
+# SemanticMIM's baseline masks (its configs/maskfeat/maskfeat_baseline_pretrain.py): 40% of the
+# 14x14 patches at random (a SimMIM-style generator with 16-px mask patches, i.e. per patch).
+# Changed from mmpretrain's config:
 #  - masks are drawn by MaskingDataPreprocessor (one line swaps the generator);
 #  - mixed precision from the tools' `--amp` flag (AmpOptimWrapper refuses to start on CPU);
 #  - images are read from the train/ folder tree without labels.
 _base_ = ['mmpretrain::maskfeat/maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k.py']
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
-mask_ratio = 0.8
+mask_ratio = 0.4
 grid = 14  # 224 / 16
 data_preprocessor = dict(
     _delete_=True,

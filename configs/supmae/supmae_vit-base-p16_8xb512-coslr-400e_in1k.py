@@ -1,4 +1,5 @@
-# SupMAE ViT-B/16 pretraining on labelled ImageNet-1k, the paper's recipe (official PRETRAIN.md):
+# SupMAE ViT-B/16 pretraining on labelled ImageNet-1k, the recipe of the authors' training log
+# (batch 4096; their PRETRAIN.md command gives 2048, see README.md "Batch size and lr"):
 # mmpretrain's MAE 400-epoch config (batch 8x512 = 4096, AdamW lr 1.5e-4 x 4096/256, betas
 # (0.9, 0.95), wd 0.05, norm-pix loss, mask 0.75, RandomResizedCrop (0.2, 1) + flip) with what
 # SupMAE changes: a 1-block decoder, 20 warm-up epochs, and the supervised branch (mean of the
@@ -10,6 +11,8 @@ custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 model = dict(
     type='SupMAE',
+    # MAEViT's parameters; it also takes a given mask (data_sample.mask) when one is drawn
+    backbone=dict(type='SemMAEViT'),
     neck=dict(decoder_depth=1),
     cls_head=dict(
         type='VisibleTokenClsHead',
@@ -21,11 +24,15 @@ model = dict(
         temperature=10.0),
     cls_loss_ratio=0.01)
 
+# SupMAE's weight decay (timm's add_weight_decay): every bias and every 1-D tensor (LayerNorm and
+# the branch's BatchNorm weights) is exempt, everything else decays, cls_token and mask_token
+# included. MAE's custom_keys (which exempt the tokens and decay the BatchNorm weight) are dropped;
+# the frozen position embeddings are left out of the optimizer anyway.
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=_base_.optim_wrapper.optimizer,
-    paramwise_cfg=_base_.optim_wrapper.paramwise_cfg)
+    paramwise_cfg=dict(bias_decay_mult=0.0, flat_decay_mult=0.0))
 
 max_epochs = 400
 warmup_epochs = 20

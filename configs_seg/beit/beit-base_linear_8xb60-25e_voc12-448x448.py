@@ -1,6 +1,6 @@
 # PascalVOC linear probing (Leopart protocol, ../mae/mae-base_linear_...) of a BEiT ViT-B/16 on
-# the stock, frozen BEiTViT: BEiT's relative position bias in every block (copies of the shared
-# bias of pretraining, resized to the 28x28 patch grid of 448x448 inputs), no absolute one.
+# the stock, frozen BEiTViT with SemanticMIM's position handling: the learned absolute position
+# embedding of pretraining (resized to the 28x28 patch grid of 448x448 inputs), no relative bias.
 _base_ = ['../mae/mae-base_linear_8xb60-25e_voc12-448x448.py']
 
 model = dict(
@@ -15,8 +15,8 @@ model = dict(
         final_norm=False,
         frozen_stages=12,
         layer_scale_init_value=0.1,
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=True,
+        use_abs_pos_emb=True,  # SemanticMIM's BEiT: absolute positions, no relative bias
+        use_rel_pos_bias=False,
         use_shared_rel_pos_bias=False,
         init_cfg=dict(
             type='Pretrained', prefix='backbone.',

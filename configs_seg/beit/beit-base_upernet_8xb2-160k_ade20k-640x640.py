@@ -2,14 +2,14 @@
 # mmseg's BEiT one: features of blocks 4, 6, 8 and 12 rescaled x4, x2, x1, x0.5 (Feature2Pyramid)
 # into UperNet (+ an FCN auxiliary head), 640x640 crops, 160k iterations of 8 GPUs x 2 images,
 # AdamW lr 3e-5, wd 0.05, layer-wise lr decay 0.9, 1500 warm-up iterations then poly, sliding
-# windows at test time. The encoder is the stock mmpretrain BEiTViT with BEiT's position
-# handling: no absolute position embedding, a relative position bias in every block, each a copy
-# of the shared bias of pretraining (resized from 27x27 to 79x79 offsets when it loads), layer
-# scale. Change the checkpoint with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
+# windows at test time. The encoder is the stock mmpretrain BEiTViT with SemanticMIM's position
+# handling: a learned absolute position embedding (resized from 14x14 to 40x40 when it loads), no
+# relative position bias; layer scale. (BEiT's own relative bias: use_abs_pos_emb=False,
+# use_rel_pos_bias=True, for a checkpoint pretrained with it.) Change the checkpoint with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
 _base_ = ['mmseg::beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py']
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
-# BEiTViT's relative position bias is built for 640x640 inputs: test images (and the
+# BEiTViT's position table is built for 640x640 inputs: test images (and the
 # downscaled ones of --tta) smaller than that are padded up to it. (Set at the top level too:
 # mmengine gives the top-level data_preprocessor to the model that --tta wraps.)
 data_preprocessor = dict(test_cfg=dict(size=(640, 640)))
@@ -27,8 +27,8 @@ model = dict(
         final_norm=False,
         drop_path_rate=0.1,
         layer_scale_init_value=0.1,
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=True,
+        use_abs_pos_emb=True,  # SemanticMIM's BEiT: absolute positions, no relative bias
+        use_rel_pos_bias=False,
         use_shared_rel_pos_bias=False,
         init_cfg=dict(
             type='Pretrained', prefix='backbone.',

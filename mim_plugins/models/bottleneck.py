@@ -6,17 +6,25 @@ Two streams replace the one masked sequence of BEiT / MaskFeat:
   self-attention among themselves: the plain ViT run on the visible tokens.
 * **bottleneck**: a mask token (``mask_token`` + position embedding) at every predicted patch,
   through ``bottleneck_layers``, a pretraining-only stack of the same layers (same class and
-  settings, own weights). At depth ``i`` the stock bottleneck layer ``i`` runs, unchanged, on
-  ``[cls tokens entering main layer i, mask tokens]``; at the mask rows that *is* attention with
-  query = mask tokens and key/value = [cls tokens, mask tokens], so the mask tokens never see a
-  visible patch and learn about the image only through the cls tokens. The rows that layer
-  computes for the cls tokens are dropped (the cls stream is the main one).
+  settings, own weights).
+
+At depth ``i`` main layer ``i`` runs first; then the stock bottleneck layer ``i`` runs on
+``[cls tokens LEAVING main layer i, mask tokens]`` (the order of the official SemanticMIM code,
+``maskfeat/maskfeat.py`` / ``beit/beit_model.py``). At the mask rows that *is* attention with
+query = mask tokens and key/value = [cls tokens, mask tokens], so the mask tokens never see a
+visible patch and learn about the image only through the cls tokens; the rows that layer
+computes for the cls tokens are dropped (the cls stream is the main one). So every main layer,
+the last included, feeds the loss. The backbone's own final norm (``ln1``) normalises both
+streams, as the official code applies it to the whole sequence.
 
 The loss is on the bottleneck outputs. The main layers keep mmpretrain's parameter names, so a
 checkpoint loads into the stock ``VisionTransformer`` / ``BEiTViT`` with only
-``bottleneck_layers.*``, ``bottleneck_norm.*``, ``mask_token`` and ``extra_cls_tokens`` left out.
+``bottleneck_layers.*``, ``mask_token`` and ``extra_cls_tokens`` left out.
 ``num_cls_tokens = N > 1`` adds ``extra_cls_tokens`` ``(1, N-1, C)``, right after the cls token,
-without position embedding (a relative position bias treats every cls token as the cls token).
+without position embedding of their own (the official code gives each cls token a position
+row; a learned constant added to a learned constant is one learned constant, and
+``tools/model_converters`` folds those rows into ``extra_cls_tokens``). A relative position bias
+treats every cls token as the cls token.
 """
 import copy
 from typing import Optional, Tuple
@@ -84,7 +92,6 @@ class BottleneckMixin:
             for module in self.bottleneck_layers.modules():
                 if module is not self.bottleneck_layers and hasattr(module, 'reset_parameters'):
                     module.reset_parameters()  # own weights, not a copy of the main ones
-            self.bottleneck_norm = copy.deepcopy(self.ln1) if self.final_norm else nn.Identity()
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -150,7 +157,8 @@ class BottleneckMixin:
         pred = ids_pred = None
         if self.bottleneck_layers is not None:
             _, ids_pred = mask_to_indices(mask.flatten(1).bool())
-            pred = pre_norm(self.drop_after_pos(gather_tokens(mask_tokens, ids_pred)))
+            # no position dropout on the mask tokens: the official code drops only [cls, patches]
+            pred = pre_norm(gather_tokens(mask_tokens, ids_pred))
 
         n = self.num_cls_tokens
         bias_main = bias_pred = None
@@ -161,12 +169,11 @@ class BottleneckMixin:
             if ids_pred is not None:
                 bias_pred = subset_rel_pos_bias(full, torch.cat([cls_ids, ids_pred + 1], 1))
         for layer, twin in zip(self.layers, stack):
-            if twin is not None:
-                pred = self.run_layer(twin, torch.cat([main[:, :n], pred], 1), bias_pred)[:, n:]
             main = self.run_layer(layer, main, bias_main)
-        if self.final_norm:
-            main = self.ln1(main)
-        return main, None if pred is None else self.bottleneck_norm(pred)
+            if twin is not None:  # reads the cls tokens main layer i has just written
+                pred = self.run_layer(twin, torch.cat([main[:, :n], pred], 1), bias_pred)[:, n:]
+        norm = self.ln1 if self.final_norm else nn.Identity()
+        return norm(main), None if pred is None else norm(pred)
 
     def forward_full(self, x: Tensor, mask: Tensor, input_mask: Optional[Tensor] = None
                      ) -> Tensor:

@@ -1,9 +1,13 @@
-"""Convert an official MAE / SupMAE / SemMAE checkpoint (timm-style names) to mmpretrain names.
+"""Convert an official MAE / SupMAE / SemMAE / SemanticMIM checkpoint to mmpretrain names.
 
     python tools/model_converters/official_to_mmpretrain.py SRC.pth DST.pth
 
 SRC: MAE's mae_pretrain_vit_{base,large,huge}.pth (encoder), a full pretraining checkpoint of
-the official code (encoder + decoder, SupMAE's branch), or a fine-tuned file. DST holds
+the official code (encoder + decoder, SupMAE's branch), or a fine-tuned file; or a checkpoint
+written by the official SemanticMIM code (MaskFeat or BEiT, baseline or bottleneck: its split
+q / kv projections, extra_layers, one position row per cls token; see
+mim_plugins/utils/convert_semanticmim.py), which becomes our BottleneckMaskFeatViT /
+BottleneckBEiTViT names (stock mmpretrain names for the ViT itself). DST holds
 {'state_dict', 'meta'} with backbone./neck./head./cls_head. prefixes; fine-tune or probe with it
 through model.backbone.init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.').
 Names with no mmpretrain counterpart are listed (and kept in meta['unknown_keys']), never
@@ -19,6 +23,8 @@ import torch
 
 from mim_plugins.apis import UserInputError, run_cli
 from mim_plugins.utils.convert import convert_official_vit, unwrap_state_dict
+from mim_plugins.utils.convert_semanticmim import (backbone_prefix, convert_semanticmim,
+                                                   detect_family)
 
 
 def load_official(path: str) -> dict:
@@ -43,19 +49,40 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
 
     checkpoint = load_official(args.src)
-    result = convert_official_vit(unwrap_state_dict(checkpoint))
+    state_dict = unwrap_state_dict(checkpoint)
+    if detect_family(state_dict, backbone_prefix(state_dict)):
+        semantic = convert_semanticmim(state_dict)
+        prefix = '' if backbone_prefix(state_dict) else 'backbone.'
+        result_state = {prefix + k: v.detach().clone() for k, v in semantic.state_dict.items()}
+        meta = dict(source=osp.basename(args.src), unknown_keys=[], family=semantic.family,
+                    num_cls_tokens=semantic.num_cls_tokens, bottleneck=semantic.bottleneck)
+        print(f'SemanticMIM {semantic.family} checkpoint ({semantic.num_cls_tokens} cls token(s), '
+              f'{"bottleneck" if semantic.bottleneck else "baseline"})'
+              + ('; its BEiT uses absolute position embeddings: downstream, set '
+                 'use_abs_pos_emb=True, use_rel_pos_bias=False, use_shared_rel_pos_bias=False'
+                 if semantic.family == 'beit' else ''))
+        write(args.dst, result_state, meta, [])
+        return
+    result = convert_official_vit(state_dict)
     meta = dict(source=osp.basename(args.src), unknown_keys=result.unknown)
     if isinstance(checkpoint, dict) and 'epoch' in checkpoint:
         meta['epoch'] = checkpoint['epoch']
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(state_dict=result.state_dict, meta=meta), args.dst)
+    write(args.dst, result.state_dict, meta, result.unknown)
 
-    groups = Counter(name.split('.')[0] for name in result.state_dict)
+
+def write(dst: str, state_dict: dict, meta: dict, unknown: List[str]) -> None:
+    """Save ``{'state_dict', 'meta'}`` to ``dst`` in one step (a temporary file renamed), so an
+    interrupted run leaves no half-written checkpoint, and report what was converted."""
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    tmp = f'{dst}.tmp'
+    torch.save(dict(state_dict=state_dict, meta=meta), tmp)
+    os.replace(tmp, dst)
+    groups = Counter(name.split('.')[0] for name in state_dict)
     counts = ', '.join(f'{group}: {n}' for group, n in groups.items())
-    print(f'Converted {len(result.state_dict)} tensors ({counts}) -> {args.dst}')
-    if result.unknown:
-        print(f'WARNING: {len(result.unknown)} tensors have no mmpretrain counterpart and were '
-              f'not converted (listed in meta["unknown_keys"]): {", ".join(result.unknown)}')
+    print(f'Converted {len(state_dict)} tensors ({counts}) -> {dst}')
+    if unknown:
+        print(f'WARNING: {len(unknown)} tensors have no mmpretrain counterpart and were '
+              f'not converted (listed in meta["unknown_keys"]): {", ".join(unknown)}')
 
 
 if __name__ == '__main__':

@@ -14,8 +14,8 @@ model = dict(
         patch_size=16,
         out_type='cls_token',
         frozen_stages=12,
-        use_abs_pos_emb=False,
-        use_rel_pos_bias=True,
+        use_abs_pos_emb=True,  # SemanticMIM's BEiT: absolute positions, no relative bias
+        use_rel_pos_bias=False,
         use_shared_rel_pos_bias=False,
         init_cfg=dict(
             type='Pretrained', prefix='backbone.',
