@@ -124,13 +124,11 @@ def convert_semanticmim(state_dict: Mapping[str, Tensor]) -> SemanticMIMConversi
                             for k, v in fused.items()})
             continue
         used.add(full)
-        out[name.replace('extra_layers.', 'bottleneck_layers.', 1)
-            if name.startswith('extra_layers.') else name] = state_dict[full]
+        out[re.sub(r'^extra_layers\.', 'bottleneck_layers.', name)] = state_dict[full]
     converted = {prefix + name: value for name, value in out.items()}
     if prefix:  # the other modules of a training checkpoint keep their (mmpretrain) names
         for full, value in state_dict.items():
             if not full.startswith(prefix):
                 converted[full] = value
-    bottleneck = any(name.startswith('extra_layers.') for name in
-                     (k[len(prefix):] for k in state_dict if k.startswith(prefix)))
+    bottleneck = any(k.startswith(prefix + 'extra_layers.') for k in state_dict)
     return SemanticMIMConversion(converted, family, num_cls, bottleneck)
