@@ -1,18 +1,23 @@
-# README.md's commands: `make demo` (set up + main job), `make test` (set up + tests),
-# `make demo-semmae` (set up + the SemMAE pipeline demo), `make demo-seg` (set up + the
-# segmentation demo).
+# README.md's commands: `make demo` (lite set-up + main job), `make test` (full set-up + tests),
+# `make demo-semmae` (lite set-up + the SemMAE pipeline demo), `make demo-seg` (full set-up + the
+# segmentation demo). `make setup-lite` / `make setup` install the lite profile (no compiler,
+# everything but segmentation) / the full one (compiled mmcv, adds segmentation; upgrades a lite
+# environment in place). TORCH=2.14.1 make setup-lite takes the newer torch (lite only).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: setup demo demo-semmae demo-seg test
+.PHONY: setup setup-lite demo demo-semmae demo-seg test
 setup:
-	bash tools/setup_env.sh
+	PROFILE=full bash tools/setup_env.sh
 
-demo: setup
+setup-lite:
+	PROFILE=lite bash tools/setup_env.sh
+
+demo: setup-lite
 	$(PY) tools/run_demo.py
 
-demo-semmae: setup
+demo-semmae: setup-lite
 	$(PY) tools/run_semmae_demo.py
 
 demo-seg: setup

@@ -32,10 +32,11 @@ setup(
     packages=find_packages(include=['mim_plugins', 'mim_plugins.*']),
     package_data={'mim_plugins': package_files()},
     python_requires='>=3.8',
-    # mmcv must be built with ops (tools/setup_env.sh); it is not listed so pip never
-    # replaces a compiled mmcv with a lite one.
-    install_requires=['mmengine>=0.10.0,<1.0', 'mmpretrain>=1.2.0,<1.3',
-                      'mmsegmentation>=1.2.0,<1.3', 'ftfy', 'regex'],
-    extras_require={'demo': ['mlxtend', 'matplotlib'], 'tests': ['pytest']},
+    # mmcv is not listed: tools/setup_env.sh installs mmcv-lite (lite profile) or mmcv compiled
+    # with its ops (full profile), and pip must never replace one with the other.
+    install_requires=['mmengine>=0.10.0,<1.0', 'mmpretrain>=1.2.0,<1.3'],
+    # 'seg': segmentation (the full profile; mmsegmentation imports ftfy and regex undeclared).
+    extras_require={'seg': ['mmsegmentation>=1.2.0,<1.3', 'ftfy', 'regex'],
+                    'demo': ['mlxtend', 'matplotlib'], 'tests': ['pytest']},
     license='Apache License 2.0',
 )

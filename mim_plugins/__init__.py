@@ -1,12 +1,14 @@
 """mim_plugins: masked image modeling modules for mmpretrain and mmsegmentation.
 
 Importing the package registers every module (configs do it through
-``custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)``).
+``custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)``): the mmpretrain
+ones always, the mmsegmentation ones where mmseg imports (the full install profile; README.md
+"Install").
 """
 from .utils.stack import check_stack
 
 check_stack()
 
-from . import datasets, engine, models  # noqa: E402,F401  (registers the modules)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers the modules)
 
 __version__ = '0.1.0'

@@ -26,9 +26,22 @@ def shallow_large_vits(cfg: Config) -> None:
             backbone.frozen_stages = 2
 
 
+def shard_tiny_data(dataset: dict, data_root: str, work_dir: str) -> None:
+    """A streamed ``ShardDataset`` gets 4 of the tiny train images, packed into 2 shards."""
+    from mim_plugins.datasets.shards import write_shards
+    paths = sorted(glob.glob(osp.join(data_root, 'train', '*', '*.png')))[:4]
+    samples = []
+    for i, path in enumerate(paths):
+        with open(path, 'rb') as f:
+            samples.append((f'{i:06d}', {'png': f.read()}))
+    write_shards(samples, osp.join(work_dir, 'shards'), samples_per_shard=2)
+    dataset.update(data_root=osp.join(work_dir, 'shards'), shards='train-{000000..000001}.tar',
+                   index='train-index.json', batch_size=2)
+
+
 def shrink(cfg: Config, data_root: str, work_dir: str) -> None:
-    """Point every dataloader at the tiny data and make the epoch exactly 2 iterations of 2
-    images (ViT-L/H at full size stay affordable on CPU: the model is real, the batch is tiny);
+    """Point every dataloader at the tiny data (a shard data set: shards of it) and make the
+    epoch exactly 2 iterations of 2 images (ViT-L/H at full size stay affordable on CPU: the model is real, the batch is tiny);
     SemMAE pipelines get random part maps of their grid for the tiny train images."""
     cfg.work_dir = work_dir
     cfg.experiment_name = f'test_{uuid.uuid4().hex[:8]}'
@@ -39,6 +52,9 @@ def shrink(cfg: Config, data_root: str, work_dir: str) -> None:
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(key):
             cfg[key].update(num_workers=0, persistent_workers=False)
+            if cfg[key].dataset.get('type') == 'ShardDataset':
+                shard_tiny_data(cfg[key].dataset, data_root, work_dir)
+                continue
             cfg[key].dataset.data_root = data_root
             cfg[key].dataset.indices = 4 if key == 'train_dataloader' else 2
     cfg.train_dataloader.update(batch_size=2, drop_last=True)

@@ -1,4 +1,5 @@
 """The main job's driver, end to end at 1 epoch per stage on the real embedded MNIST-5k."""
+import json
 import re
 import subprocess
 import sys
@@ -17,15 +18,24 @@ def test_demo_runs_every_stage(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "{'train': 4000, 'val': 1000, 'labelled': 500}" in out
-    rows = {m.group(1).strip(): (float(m.group(2)), float(m.group(3))) for m in re.finditer(
-        r'\[demo\] (fine-tune|linear probe)\s+([\d.]+)%\s+([\d.]+)%', out)}
-    assert set(rows) == {'fine-tune', 'linear probe'}
-    for accs in rows.values():
-        assert all(0 <= a <= 100 for a in accs)
-    # the table repeats what each test run wrote to its metrics file
-    import json
+    # one row per encoder, columns fine-tune / linear probe / k-NN ('-': not run)
+    rows = {m.group(1): m.group(2).split() for m in re.finditer(
+        r'^\[demo\] (MAE|random init|raw pixels) +([\d.% -]+)$', out, re.M)}
+    assert set(rows) == {'MAE', 'random init', 'raw pixels'}, out[-2000:]
+    assert rows['raw pixels'][0] == '-'
+    accs = {(name, proto): float(cell.rstrip('%')) for name, cells in rows.items()
+            for proto, cell in zip(('fine-tune', 'linear probe', 'k-NN'), cells) if cell != '-'}
+    assert len(accs) == 8 and all(0 <= a <= 100 for a in accs.values())
+    # the table repeats what each test run and each k-NN probe wrote
     ft = json.loads((work / 'fine-tune_MAE' / 'metrics.json').read_text())['accuracy/top1']
-    assert abs(ft - rows['fine-tune'][0]) < 0.01
+    assert abs(ft - accs[('MAE', 'fine-tune')]) < 0.01
+    probe = json.loads((work / 'linear_probe_raw_pixels' / 'metrics.json').read_text())
+    assert abs(probe['accuracy/top1'] - accs[('raw pixels', 'linear probe')]) < 0.01
+    for name in ('MAE', 'random init', 'raw pixels'):
+        knn = json.loads((work / f"knn_{name.replace(' ', '_')}.json").read_text())
+        assert abs(knn['accuracy/top1'] - accs[(name, 'k-NN')]) < 0.01
+        assert (knn['k'], knn['temperature'], knn['num_train'], knn['num_val']) == \
+            (20, 0.07, 500, 1000)
     fig = Image.open(work / 'mae_reconstruction.png')
     assert fig.size == (4 * 116 + 4, 14 + 8 * 116 + 4)
     assert 'ETA' in out

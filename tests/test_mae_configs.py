@@ -31,6 +31,9 @@ PAIRS = {
 PAIRS['mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'] = (
     'vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py',
     'vit-tiny-p4_1xb64-linear-coslr-15e_mnist5k-500.py')
+# the same pretraining read from webdataset shards: the same encoder, the same downstream pair
+PAIRS['mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k-shards.py'] = PAIRS[
+    'mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py']
 PAPER = [name for name in PAIRS if 'in1k' in name]
 # (width, depth, patch) of each encoder, and the paper's fine-tune recipe
 ARCHS = {'base': (768, 12, 16), 'large': (1024, 24, 16), 'huge': (1280, 32, 14)}

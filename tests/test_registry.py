@@ -47,6 +47,11 @@ _TINY_ARCH = dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels
 # name -> minimal config factory; a newly registered module without one fails the test below.
 MINIMAL = {
     'CPUDistributedDataParallel': _ddp_wrapper_cfg,
+    'RawPixels': lambda: dict(type='RawPixels'),
+    # crop-aware JPEG decoding
+    'RandomResizedCropDecode': lambda: dict(type='RandomResizedCropDecode', scale=224),
+    'RandomResizedCropDecodeWithTwoPic': lambda: dict(
+        type='RandomResizedCropDecodeWithTwoPic', size=224, second_size=112),
     'VisibleTokenClsHead': lambda: dict(type='VisibleTokenClsHead', num_classes=10, in_channels=192),
     'SupMAE': lambda: dict(
         type='SupMAE',
@@ -85,6 +90,12 @@ MINIMAL = {
         dataloader=torch.utils.data.DataLoader(list(range(4))), max_epochs=1),
     'SkipCorruptImages': lambda: dict(type='SkipCorruptImages', dataset=dict(
         type='CustomDataset', data_root='data/none', with_label=False, lazy_init=True)),
+    # streaming webdataset shards
+    'ShardDataset': lambda: dict(type='ShardDataset', shards='data/none-{0..1}.tar',
+                                 batch_size=2, lazy_init=True),
+    'LoadImageFromShard': lambda: dict(type='LoadImageFromShard'),
+    'LoadPartMapFromShard': lambda: dict(type='LoadPartMapFromShard', grid=14, num_parts=7),
+    'ShardEpochHook': lambda: dict(type='ShardEpochHook'),
     # SemanticMIM bottleneck and block masks
     'BlockMaskGenerator': lambda: dict(type='BlockMaskGenerator', mask_ratio=0.4, grid=14),
     'BottleneckMaskFeatViT': lambda: dict(type='BottleneckMaskFeatViT', arch=_TINY_ARCH,

@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
-# Installs the whole stack (torch, mmcv with ops, mmengine, mmpretrain, mmsegmentation, mim_plugins)
-# into a virtual environment. Idempotent: a second run only checks, and pip's wheel cache makes a
-# re-install on the same machine fast (the compiled mmcv wheel is cached too).
+# Installs the stack into a virtual environment, in one of two profiles (README.md "Install"):
 #
-#   VENV=.venv PYTHON=python3 bash tools/setup_env.sh
+#   PROFILE=lite   torch, mmcv-lite (pure Python: nothing is compiled), mmengine, mmpretrain, the
+#                  demos' packages, mim_plugins. Everything except segmentation (`make setup-lite`,
+#                  what `make demo` runs).
+#   PROFILE=full   (the default) lite with mmcv compiled with its ops instead of mmcv-lite, plus
+#                  mmsegmentation and the test tools (`make setup`, what `make test` and CI run).
+#                  Upgrades a lite environment in place.
 #
+#   VENV=.venv PYTHON=python3 PROFILE=full bash tools/setup_env.sh
+#
+# Idempotent: a second run only checks. The stamp $VENV/.mim_plugins_stack records the profile,
+# the torch choice and the files it was made from; a full environment already holds all a lite
+# one needs, so asking it for lite keeps it full. pip's wheel cache makes a re-install on the
+# same machine fast (the compiled mmcv wheel is cached too).
+#
+# TORCH=2.14.1 (lite only): the newest torch + torchvision pair the registry serves
+# (requirements/torch-2.14.txt) instead of the pinned 2.12.1 + 0.27.1 (requirements/torch.txt).
 # GPU users: set MMCV_CUDA=1 to compile mmcv's CUDA ops (needs nvcc matching torch's CUDA).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
+PROFILE=${PROFILE:-full}
+TORCH=${TORCH:-2.12.1}
 MMCV_VERSION=2.1.0
 STAMP=$VENV/.mim_plugins_stack
 
@@ -18,11 +32,49 @@ say() { echo "[setup $(date +%H:%M:%S)] $*"; }
 die() { echo "[setup] ERROR: $*" >&2; exit 1; }
 
 cd "$ROOT"
-# The stamp records the requirement files it was made from: an edited file triggers a new install.
-want=$(cat requirements/*.txt setup.py tools/setup_env.sh | sha256sum | cut -c1-16)
+case "$PROFILE" in
+  lite|full) ;;
+  *) die "PROFILE=$PROFILE is not a profile. Fix: PROFILE=lite (no compiler, no segmentation) or PROFILE=full (adds segmentation)" ;;
+esac
+case "$TORCH" in
+  2.12.1) TORCH_REQ=requirements/torch.txt ;;
+  2.14.1) TORCH_REQ=requirements/torch-2.14.txt ;;
+  *) die "TORCH=$TORCH is not offered. Fix: TORCH=2.12.1 (the default, both profiles) or TORCH=2.14.1 (PROFILE=lite only)" ;;
+esac
+
+# The profile this environment has now: the stamp's, else what its mmcv distribution says.
+have=""
+if [ -f "$STAMP" ]; then
+  have=$(cut -d' ' -f1 "$STAMP")
+  case "$have" in lite|full) ;; *) have=full ;; esac  # a stamp from before the profiles
+elif [ -x "$VENV/bin/python" ]; then
+  have=$("$VENV/bin/python" -c "
+from importlib.metadata import version
+for dist, profile in (('mmcv', 'full'), ('mmcv-lite', 'lite')):
+    try:
+        version(dist); print(profile); break
+    except Exception:
+        pass" 2>/dev/null || true)
+fi
+if [ "$PROFILE" = lite ] && [ "$have" = full ]; then
+  [ "$TORCH" = 2.12.1 ] || die "$VENV has the full profile, whose compiled mmcv ops break with another torch. Fix: install TORCH=$TORCH into another environment (VENV=/path/to/new-venv PROFILE=lite TORCH=$TORCH bash tools/setup_env.sh)"
+  say "$VENV has the full profile, which includes lite: keeping it"
+  PROFILE=full
+fi
+[ "$PROFILE" = lite ] || [ "$TORCH" = 2.12.1 ] \
+  || die "TORCH=$TORCH works with PROFILE=lite only: mmcv $MMCV_VERSION's ops do not compile against torch >= 2.14 (its headers need C++20). Fix: PROFILE=lite TORCH=$TORCH, or unset TORCH for the full profile"
+
+if [ "$PROFILE" = full ]; then
+  checks="import mmcv.ops, mmseg, mmpretrain, mim_plugins"
+else
+  checks="import mmpretrain, mim_plugins"
+fi
+# The stamp records the profile, the torch choice and the files it was made from: an edited file
+# triggers a new install.
+want="$PROFILE $TORCH $(cat requirements/*.txt setup.py tools/setup_env.sh | sha256sum | cut -c1-16)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ "${FORCE:-0}" != 1 ] \
-   && "$VENV/bin/python" -c "import mmcv.ops, mmseg, mmpretrain, mim_plugins" 2>/dev/null; then
-  say "stack already installed in $VENV (FORCE=1 to redo)"
+   && "$VENV/bin/python" -c "$checks" 2>/dev/null; then
+  say "$PROFILE profile already installed in $VENV (FORCE=1 to redo)"
   exit 0
 fi
 
@@ -34,35 +86,56 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV" || die "python -m venv failed; install the venv module (apt-get install python3-venv)"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+say "installing the $PROFILE profile into $VENV"
 
-say "build tools (pip, setuptools<81, wheel, ninja)"
+say "build tools (pip, wheel, ninja)"
 "${PIP[@]}" install -q --upgrade pip
 "${PIP[@]}" install -q --upgrade -r requirements/build.txt
 
-say "torch + torchvision (requirements/torch.txt; ~3 GB the first time, cached after)"
-"${PIP[@]}" install -q -r requirements/torch.txt || die "torch install failed; check network access to the package registry"
+say "torch $TORCH + torchvision + the setuptools they accept ($TORCH_REQ; ~3 GB the first time)"
+"${PIP[@]}" install -q -r "$TORCH_REQ" || die "torch install failed; check network access to the package registry"
 
-if "$VENV/bin/python" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
+if [ "$PROFILE" = lite ]; then
+  say "mmcv-lite $MMCV_VERSION (pure Python, no compiled ops)"
+  "${PIP[@]}" install -q "mmcv-lite==$MMCV_VERSION" || die "mmcv-lite $MMCV_VERSION failed to install; check network access to the package registry"
+elif "$VENV/bin/python" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
   say "mmcv $MMCV_VERSION with ops already installed"
 else
+  if "${PIP[@]}" show -q mmcv-lite >/dev/null 2>&1; then
+    # mmcv-lite and mmcv install the same `mmcv` package: side by side, one would overwrite the
+    # other's files, and uninstalling either would break both.
+    say "upgrading in place: removing mmcv-lite, which the compiled mmcv replaces"
+    "${PIP[@]}" uninstall -q -y mmcv-lite
+  fi
   say "mmcv $MMCV_VERSION with ops: from pip's wheel cache, or compiled from source the first time (~16 min on 2 cores)"
   export MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
   if [ "${MMCV_CUDA:-0}" = 1 ]; then export FORCE_CUDA=1; fi
   "${PIP[@]}" install -q --no-build-isolation "mmcv==$MMCV_VERSION" \
-    || die "mmcv $MMCV_VERSION failed to build; it needs gcc/g++ and the Python headers (apt-get install build-essential python3-dev)"
+    || die "mmcv $MMCV_VERSION failed to build; it needs gcc/g++ and the Python headers (apt-get install build-essential python3-dev). Without a compiler, PROFILE=lite runs everything but segmentation"
 fi
 
-say "OpenMMLab packages (requirements/runtime.txt)"
-"${PIP[@]}" install -q -r requirements/runtime.txt -r requirements/tests.txt
+say "OpenMMLab packages (requirements/runtime.txt$([ "$PROFILE" = full ] && echo ', seg.txt, tests.txt'))"
+reqs=(-r requirements/runtime.txt)
+if [ "$PROFILE" = full ]; then reqs+=(-r requirements/seg.txt -r requirements/tests.txt); fi
+"${PIP[@]}" install -q "${reqs[@]}"
 "${PIP[@]}" install -q --no-deps openmim==0.3.9  # see requirements/runtime.txt
 say "mim_plugins (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 
 say "checking the stack"
-"$VENV/bin/python" - <<'EOF' || die "the stack does not import; run with FORCE=1 to reinstall"
-import torch, torchvision, mmcv, mmcv.ops, mmengine, mmpretrain, mmseg, mim, mim_plugins
-print(f'  torch {torch.__version__}  torchvision {torchvision.__version__}  mmcv {mmcv.__version__} (ops)  '
-      f'mmengine {mmengine.__version__}  mmpretrain {mmpretrain.__version__}  mmseg {mmseg.__version__}')
+PROFILE=$PROFILE "$VENV/bin/python" - <<'EOF' || die "the stack does not import; run with FORCE=1 to reinstall"
+import os
+import torch, torchvision, mmcv, mmengine, mmpretrain, mim, mim_plugins
+from mim_plugins.utils.stack import seg_missing
+full = os.environ['PROFILE'] == 'full'
+versions = (f'  torch {torch.__version__}  torchvision {torchvision.__version__}  '
+            f'mmcv {mmcv.__version__} ({"ops" if full else "lite, no ops"})  '
+            f'mmengine {mmengine.__version__}  mmpretrain {mmpretrain.__version__}')
+if full:
+    assert seg_missing() is None, seg_missing()
+    import mmcv.ops, mmseg
+    versions += f'  mmseg {mmseg.__version__}'
+print(versions)
 EOF
 echo "$want" > "$STAMP"
-say "done: activate with 'source $VENV/bin/activate'"
+say "done ($PROFILE profile): activate with 'source $VENV/bin/activate'"

@@ -4,7 +4,7 @@ from typing import Iterator, Tuple
 
 from mmengine.config import Config
 
-from .errors import UserInputError
+from .errors import RESAVE, UserInputError
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 # Data sets that download or generate their own files: nothing to check on disk.
@@ -58,6 +58,24 @@ def check_checkpoints(cfg: Config) -> None:
             raise UserInputError(
                 f"The checkpoint '{path}' set by `{key}` does not exist. Fix: put the file there "
                 f'(the config\'s README says which), or --cfg-options {key}=/real/path.pth.')
+        check_weights_only(path, f"The checkpoint '{path}' set by `{key}`")
+
+
+def check_weights_only(path: str, what: str) -> None:
+    """Raise ``UserInputError`` when the file at ``path`` holds Python objects that torch's
+    weights-only loader refuses (``mim_plugins.engine.safe_checkpoints``), naming them."""
+    from ..engine import unsafe_globals
+    try:
+        found = unsafe_globals(path)
+    except Exception as exc:  # noqa: BLE001  (a truncated or foreign file)
+        raise UserInputError(f"{what} cannot be read as a PyTorch checkpoint ({exc}). Fix: pass a "
+                             '.pth file written by torch.save (re-copy it if it is truncated).') \
+            from None
+    if found:
+        raise UserInputError(
+            f'{what} holds Python objects that the weights-only loader refuses to unpickle (they '
+            f"could run code): {', '.join(found[:4])}. Fix: if you trust the file, rewrite it as "
+            f'tensors with `python {RESAVE} {path} NEW.pth` and pass NEW.pth.')
 
 
 def check_data_paths(cfg: Config, phases: Tuple[str, ...] = DATALOADERS) -> None:

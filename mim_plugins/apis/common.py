@@ -6,7 +6,10 @@ from typing import Optional
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 
+from ..utils.stack import require_seg
+from .checks import check_weights_only
 from .errors import UserInputError
 
 SCOPES = ('mmpretrain', 'mmseg')
@@ -30,10 +33,18 @@ def load_config(args: argparse.Namespace) -> Config:
         raise UserInputError(f"Config file '{args.config}' does not exist. Fix: give the path of a "
                              "config under configs/ or configs_seg/.")
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = Config.fromfile(args.config)
+    try:
+        cfg = Config.fromfile(args.config)
+    except ModuleNotFoundError as exc:
+        # mmengine: "mmsegmentation is not installed" for an `mmseg::` base, on the lite profile
+        if str(exc).startswith(('mmseg ', 'mmsegmentation ')):
+            require_seg(f"Config '{args.config}' (it inherits mmseg:: bases)")
+        raise
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     scope = cfg.get('default_scope')
+    if scope == 'mmseg':
+        require_seg(f"Config '{args.config}' (default_scope 'mmseg')")
     if scope not in SCOPES:
         raise UserInputError(f"Config '{args.config}' has default_scope={scope!r}; these tools run "
                              f"{' or '.join(SCOPES)} configs. Fix: inherit an mmpretrain or mmseg "
@@ -58,15 +69,31 @@ def setup_launcher(cfg: Config) -> None:
         torch.distributed.init_process_group(backend='gloo')
 
 
-def set_amp(cfg: Config, enabled: bool) -> None:
-    """``--amp``: mixed precision through mmengine's AmpOptimWrapper (GPU only)."""
+def amp_dtype() -> torch.dtype:
+    """The autocast dtype of ``--amp`` on this machine's GPU: bf16 where the GPU computes it
+    natively (Ampere and later; fp32's exponent range, so no loss scaling), else fp16 (older
+    GPUs only emulate bf16, slowly)."""
+    native = torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if native else torch.float16
+
+
+def set_amp(cfg: Config, enabled: bool) -> Optional[torch.dtype]:
+    """``--amp``: mixed precision through mmengine's AmpOptimWrapper (GPU only), in the dtype
+    :func:`amp_dtype` picks, which it logs and returns (None without ``--amp``). fp16 scales
+    the loss dynamically; bf16 keeps a static scale of 1, i.e. none."""
     if not enabled:
-        return
+        return None
     if not torch.cuda.is_available():
         raise UserInputError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper runs on GPU/NPU '
                              'only) and none is visible. Fix: drop --amp on this machine.')
+    dtype = amp_dtype()
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    cfg.optim_wrapper.dtype = str(dtype).replace('torch.', '')
+    cfg.optim_wrapper.setdefault('loss_scale', 1.0 if dtype == torch.bfloat16 else 'dynamic')
+    why = 'native' if dtype == torch.bfloat16 else 'no native'
+    print_log(f'--amp: {cfg.optim_wrapper.dtype} autocast ({why} bf16 on this GPU), loss scale '
+              f'{cfg.optim_wrapper.loss_scale}', logger='current')
+    return dtype
 
 
 def checkpoint_arg(path: Optional[str], what: str) -> Optional[str]:
@@ -74,4 +101,6 @@ def checkpoint_arg(path: Optional[str], what: str) -> Optional[str]:
     if path and path != 'auto' and not osp.isfile(path):
         raise UserInputError(f"{what} checkpoint '{path}' does not exist. Fix: pass the path of a "
                              ".pth file written by tools/train.py (work_dirs/.../epoch_N.pth).")
+    if path and path != 'auto':
+        check_weights_only(path, f"{what} checkpoint '{path}'")
     return path

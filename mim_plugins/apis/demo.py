@@ -3,8 +3,10 @@
 1. write MNIST-5k once in the CustomDataset layout (data/mnist5k);
 2. pretrain the small ViT with MAE (configs/mae/...mnist5k.py) through tools/train.py;
 3. fine-tune and linear-probe it on 500 labelled images, and do the same from a random init;
-4. test all four through tools/test.py and print the accuracies side by side;
-5. save original / masked / reconstruction figures for a few val images.
+4. test all four through tools/test.py;
+5. the baselines: the same linear probe on the raw pixels, and a k-NN probe
+   (tools/knn_probe.py) of MAE, random init and raw pixels; print every accuracy in one table;
+6. save original / masked / reconstruction figures for a few val images.
 
 Every stage runs the real tools in a subprocess, exactly as a user would.
 """
@@ -24,6 +26,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PRETRAIN = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 FINETUNE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py'
 PROBE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-linear-coslr-15e_mnist5k-500.py'
+KNN = 'configs/mae/benchmarks/vit-tiny-p4_1xb250-knn-k20_mnist5k-500.py'
+PIXELS = 'configs/mae/benchmarks/pixels_1xb64-linear-coslr-15e_mnist5k-500.py'
+PROTOCOLS = ('fine-tune', 'linear probe', 'k-NN')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -37,7 +42,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 # Minutes each stage took on a 2-core CPU: the ETA scales them by the speed measured so far.
 STAGE_MINUTES = {'data': 0.1, 'pretrain': 4.8, 'parts': 1.5, 'fine-tune': 0.9,
-                 'linear probe': 0.5, 'figure': 0.1}
+                 'linear probe': 0.5, 'k-NN': 0.2, 'figure': 0.1}
 
 
 class Stages:
@@ -102,9 +107,7 @@ def evaluate(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_ro
     """Fine-tune and linear-probe from each ``{name: checkpoint or None (random)}``; returns
     ``{(protocol, name): top-1}``."""
     results = {}
-    data_opts = [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val', 'test')]
-    if epochs:
-        data_opts.append(f'train_cfg.max_epochs={epochs}')
+    data_opts = data_options(data_root, epochs)
     for proto, config in (('fine-tune', FINETUNE), ('linear probe', PROBE)):
         for init, ckpt in inits.items():
             stages.begin(f'{proto} from {init}')
@@ -118,6 +121,42 @@ def evaluate(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_ro
     return results
 
 
+def data_options(data_root: str, epochs: Optional[int] = None) -> List[str]:
+    """--cfg-options of the labelled-data configs: the data root (and the epochs)."""
+    options = [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val', 'test')]
+    return options + ([f'train_cfg.max_epochs={epochs}'] if epochs else [])
+
+
+def knn_probe(config: str, checkpoint: Optional[str], out: str, data_root: str) -> float:
+    """tools/knn_probe.py (no checkpoint: the config's random init / raw pixels); top-1 %."""
+    run_tool(['tools/knn_probe.py', config] + ([checkpoint] if checkpoint else []) +
+             ['--out', out, '--cfg-options'] +
+             [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val')])
+    with open(out) as f:
+        return float(json.load(f)['accuracy/top1'])
+
+
+def baselines(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_root: str,
+              epochs: Optional[int]) -> Dict[Tuple[str, str], float]:
+    """The raw-pixel linear probe, and the k-NN probe of each ``{name: checkpoint or None}``
+    and of raw pixels; returns ``{(protocol, name): top-1}``."""
+    stages.begin('linear probe of raw pixels')
+    results = {('linear probe', 'raw pixels'): train_and_test(
+        PIXELS, osp.join(work, 'linear_probe_raw_pixels'), data_options(data_root, epochs))}
+    print(f"[demo] linear probe of raw pixels: top-1 "
+          f"{results[('linear probe', 'raw pixels')]:.2f}%", flush=True)
+    stages.end()
+    runs = {name: (KNN, ckpt) for name, ckpt in inits.items()}
+    runs['raw pixels'] = (PIXELS, None)  # the RawPixels backbone: nothing to load
+    for init, (config, ckpt) in runs.items():
+        stages.begin(f'k-NN probe of {init}')
+        out = osp.join(work, f"knn_{init.replace(' ', '_')}.json")
+        results[('k-NN', init)] = knn_probe(config, ckpt, out, data_root)
+        print(f'[demo] k-NN of {init}: top-1 {results[("k-NN", init)]:.2f}%', flush=True)
+        stages.end()
+    return results
+
+
 def print_table(results: Dict[Tuple[str, str], float], columns: List[str], start: float) -> None:
     print(f'\n[demo] top-1 accuracy on the 1000 MNIST-5k val images '
           f'(500 labelled training images), total {(time.time() - start) / 60:.1f} min')
@@ -126,19 +165,33 @@ def print_table(results: Dict[Tuple[str, str], float], columns: List[str], start
         print(f'[demo] {proto:14}' + ''.join(f'{results[(proto, c)]:>15.2f}%' for c in columns))
 
 
+def print_comparison(results: Dict[Tuple[str, str], float], rows: List[str],
+                     start: float) -> None:
+    """One row per encoder (``rows``), one column per protocol; '-' where none was run."""
+    print(f'\n[demo] top-1 accuracy on the 1000 MNIST-5k val images '
+          f'(500 labelled training images), total {(time.time() - start) / 60:.1f} min')
+    print('[demo] ' + ' ' * 14 + ''.join(f'{p:>16}' for p in PROTOCOLS))
+    for row in rows:
+        cells = [f'{results[(p, row)]:>15.2f}%' if (p, row) in results else f'{"-":>16}'
+                 for p in PROTOCOLS]
+        print(f'[demo] {row:14}' + ''.join(cells))
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     args = parse_args(argv)
     work = osp.abspath(args.work_dir)
     data_root = osp.abspath(args.data_root) + '/'
-    stages = Stages(['data', 'pretrain'] + ['fine-tune'] * 2 + ['linear probe'] * 2 + ['figure'])
+    stages = Stages(['data', 'pretrain'] + ['fine-tune'] * 2 + ['linear probe'] * 3 +
+                    ['k-NN'] * 3 + ['figure'])
     prepare_data(stages, data_root)
 
     stages.begin('MAE pretraining')
     mae_ckpt = pretrain(PRETRAIN, osp.join(work, 'mae_pretrain'),
                         [f'train_dataloader.dataset.data_root={data_root}'], args.pretrain_epochs)
     stages.end()
-    results = evaluate(stages, {'MAE': mae_ckpt, 'random init': None}, work, data_root,
-                       args.eval_epochs)
+    inits = {'MAE': mae_ckpt, 'random init': None}
+    results = evaluate(stages, inits, work, data_root, args.eval_epochs)
+    results.update(baselines(stages, inits, work, data_root, args.eval_epochs))
 
     stages.begin('reconstruction figure')
     figure = osp.join(work, 'mae_reconstruction.png')
@@ -148,6 +201,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     render_mae_reconstructions(osp.join(ROOT, PRETRAIN), mae_ckpt, images, figure)
     stages.end()
 
-    print_table(results, ['MAE', 'random init'], stages.start)
+    print_comparison(results, ['MAE', 'random init', 'raw pixels'], stages.start)
     print(f'[demo] reconstructions: {figure}')
     return {f'{p} / {i}': v for (p, i), v in results.items()}

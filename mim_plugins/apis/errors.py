@@ -19,6 +19,9 @@ from ..utils.errors import UserInputError
 _UNKNOWN_TYPE = re.compile(r'([\w.]+) is not in the (\w+)::([\w ]+?) registry')
 _BAD_IMAGE = re.compile(r'failed to load image: (\S+)')
 _UNKNOWN_ARG = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
+_MISSING_CHECKPOINT = re.compile(r'^(.+) can not be found\.$')  # mmengine's local loader
+_UNSAFE_GLOBAL = re.compile(r'(?:Unsupported global: GLOBAL|but got <class) \'?([\w.]+)')
+RESAVE = 'tools/model_converters/resave_weights_only.py'
 
 
 def _registry_names(scope: str, name: str) -> Iterable[str]:
@@ -87,6 +90,17 @@ def explain(exc: BaseException) -> Optional[str]:
         where = f" writing '{exc.filename}'" if exc.filename else ''
         return (f'No space left on the device{where}. Fix: free disk space, or write the run '
                 'elsewhere with --work-dir, then continue with --resume.')
+    match = _MISSING_CHECKPOINT.match(text)
+    if isinstance(exc, FileNotFoundError) and match:
+        return (f"Checkpoint '{match.group(1)}' does not exist. Fix: pass the path of an existing "
+                '.pth file (to fine-tune or probe: --cfg-options '
+                'model.backbone.init_cfg.checkpoint=PATH).')
+    if type(exc).__name__ == 'UnpicklingError' and 'Weights only load failed' in text:
+        match = _UNSAFE_GLOBAL.search(text)
+        what = f' ({match.group(1)})' if match else ''
+        return (f'A checkpoint holds a Python object{what} that the weights-only loader refuses '
+                'to unpickle (it could run code). Fix: if you trust the file, rewrite it as '
+                f'tensors with `python {RESAVE} SRC DST` and load DST.')
     match = _BAD_IMAGE.search(text)
     if match:
         return (f'Corrupt or unreadable image {match.group(1)}: it could not be decoded. '

@@ -17,6 +17,7 @@ import time
 from typing import Dict, List, Optional
 
 from ..datasets.seg_data import prepare_mnist_seg
+from ..utils.stack import require_seg
 from .demo import PRETRAIN, STAGE_MINUTES, Stages, prepare_data, pretrain, run_tool
 
 PROTOCOLS = {  # name: (config, work dir prefix)
@@ -81,6 +82,7 @@ def seg_train_and_test(config: str, work_dir: str, options: List[str]) -> float:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     args = parse_args(argv)
+    require_seg('The segmentation demo')  # before any stage runs, on the lite profile
     work = osp.abspath(args.work_dir)
     mae_ckpt = args.checkpoint or main_job_checkpoint(work)
     stages = SegStages((['data', 'pretrain'] if mae_ckpt is None else []) + ['seg data'] +

@@ -46,8 +46,8 @@ def make_resilient(cfg: Config, skip_corrupt_images: bool = False) -> None:
       checkpoint taken mid-epoch continues exactly (data order, lr, λ, random state), and a
       crash or a full disk while saving leaves the previous checkpoint intact;
     - ``NaNGuardHook``, unless the config lists it or sets ``nan_guard = False``;
-    - with ``skip_corrupt_images``, ``SkipCorruptImages`` around the training set and
-      ``SkippedImagesHook``.
+    - with ``skip_corrupt_images``, ``SkipCorruptImages`` around the training set (a streamed
+      ``ShardDataset`` skips in its own stream: ``skip_corrupt=True``) and ``SkippedImagesHook``.
     """
     train_cfg = cfg.get('train_cfg')
     if train_cfg and 'type' not in train_cfg and train_cfg.get('by_epoch', False):
@@ -63,7 +63,9 @@ def make_resilient(cfg: Config, skip_corrupt_images: bool = False) -> None:
     if cfg.get('nan_guard', True) and 'NaNGuardHook' not in types:
         hooks.append(dict(type='NaNGuardHook'))
     if skip_corrupt_images and loader:
-        if loader.dataset.get('type') != 'SkipCorruptImages':
+        if loader.dataset.get('type') == 'ShardDataset':  # no indices for a wrapper to shift
+            loader.dataset.skip_corrupt = True
+        elif loader.dataset.get('type') != 'SkipCorruptImages':
             loader.dataset = dict(type='SkipCorruptImages', dataset=loader.dataset)
         if 'SkippedImagesHook' not in types:
             hooks.append(dict(type='SkippedImagesHook'))

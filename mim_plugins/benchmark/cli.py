@@ -14,6 +14,7 @@ from ..utils.errors import UserInputError
 from .measure import compare, measure_config
 from .peak import matmul_peak
 from .report import comparison_table, table
+from .step import step_amp_dtype
 
 DEFAULT_CONFIGS = [
     'configs/mae/mae_vit-base-p16_8xb512-coslr-800e_in1k.py',
@@ -58,7 +59,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='pretraining configs (default: every ViT-B/16 pretraining recipe '
                         'and the demo ViT)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
-    parser.add_argument('--amp', action='store_true', help='bf16 autocast of the forward pass')
+    parser.add_argument('--amp', action='store_true', help='autocast of the forward pass: bf16 '
+                        'on CPU and on GPUs with native bf16, else fp16 with loss scaling')
     parser.add_argument('--compile', action='store_true', help='torch.compile the model')
     parser.add_argument('--batch-size', type=int, help='images per step (16 on CPU, 64 on GPU)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps first')
@@ -102,9 +104,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    dtype = torch.bfloat16 if args.amp else torch.float32
+    dtype = step_amp_dtype(device) if args.amp else torch.float32
     peak = matmul_peak(device, dtype)
-    print(f'{device} {"bf16" if args.amp else "fp32"} matmul peak: {peak / 1e12:.3f} TFLOP/s '
+    print(f'{device} {str(dtype)[6:]} matmul peak: {peak / 1e12:.3f} TFLOP/s '
           f'({args.threads} threads)', flush=True)
     opts = dict(device=args.device, amp=args.amp, compile=args.compile,
                 batch_size=args.batch_size, warmup=args.warmup, steps=args.steps,

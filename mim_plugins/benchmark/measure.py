@@ -43,8 +43,11 @@ def _setup(opts: dict) -> None:
 
 
 def build_step(path: str, root: str, opts: dict) -> TrainStep:
+    """The config's ``TrainStep`` on a generated batch of ``opts['batch_size']`` (of which
+    ``opts['distinct_images']`` distinct, if given), on ``opts['device']``, ``opts['amp']``."""
     cfg = load_config(path)
-    batch = generated_batch(cfg, osp.join(root, 'step'), opts['batch_size'])
+    batch = generated_batch(cfg, osp.join(root, 'step'), opts['batch_size'],
+                            opts.get('distinct_images'))
     return TrainStep(cfg, batch, torch.device(opts['device']), amp=opts['amp'])
 
 

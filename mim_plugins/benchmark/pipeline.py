@@ -1,7 +1,7 @@
 """Data-pipeline throughput of one dataloader worker: the config's train pipeline, in this
 process, on generated image files."""
 import time
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 import torch
@@ -10,10 +10,12 @@ from mmengine.config import Config
 from .synthetic import crop_size, num_classes, pipeline_for, train_dataset_cfg, write_images
 
 
-def pipeline_throughput(cfg: Config, root: str, count: int = 64, warmup: int = 4) -> float:
+def pipeline_throughput(cfg: Config, root: str, count: int = 64, warmup: int = 4,
+                        ready: Optional[Callable[[], object]] = None) -> float:
     """Images per second through the train pipeline (load, decode, augment, pack) of ``count``
     generated images under ``root``, with one thread, as in a worker (mmengine sets OpenCV to
-    0 extra threads, torch runs workers on one thread)."""
+    0 extra threads, torch runs workers on one thread). ``ready`` is called right before the
+    timing starts (e.g. a barrier's ``wait``, so that several processes time together)."""
     paths = write_images(root, count + warmup, crop_size(train_dataset_cfg(cfg).pipeline))
     pipeline = pipeline_for(cfg, root, paths)
     classes = num_classes(cfg)
@@ -22,6 +24,8 @@ def pipeline_throughput(cfg: Config, root: str, count: int = 64, warmup: int = 4
     cv2.setNumThreads(0)
     try:
         _run(pipeline, paths[:warmup], classes)
+        if ready is not None:
+            ready()
         start = time.perf_counter()
         _run(pipeline, paths[warmup:], classes)
         return count / (time.perf_counter() - start)

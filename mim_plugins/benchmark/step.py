@@ -2,7 +2,7 @@
 import copy
 import time
 from contextlib import contextmanager
-from typing import List
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config
@@ -10,6 +10,7 @@ from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..apis.common import amp_dtype
 from .peak import sync
 
 
@@ -27,6 +28,12 @@ class AutocastOptimWrapper(OptimWrapper):
             yield
 
 
+def step_amp_dtype(device: torch.device) -> torch.dtype:
+    """The benchmark's ``--amp`` dtype: bf16 on CPU, and on a GPU the one ``--amp`` of
+    tools/train.py picks (bf16 where native, else fp16 with loss scaling)."""
+    return amp_dtype() if device.type == 'cuda' else torch.bfloat16
+
+
 class TrainStep:
     """``model.train_step(batch, optim_wrapper)`` of the config's model, as the runner calls it.
 
@@ -34,7 +41,8 @@ class TrainStep:
         cfg: the config (model, optim_wrapper, default_scope, train_cfg).
         batch: a collated training batch (:func:`~.synthetic.generated_batch`).
         device: where the model runs; the data preprocessor moves the batch there.
-        amp: bf16 autocast of the forward pass.
+        amp: autocast of the forward pass, in :func:`step_amp_dtype` (``self.amp_dtype``;
+            None without amp).
 
     :meth:`compile` swaps the model's children for ``torch.compile``d ones; count
     :meth:`flops` before, on the eager model.
@@ -55,9 +63,21 @@ class TrainStep:
         optim = copy.deepcopy(cfg.optim_wrapper)
         for key in ('loss_scale', 'dtype', 'use_fsdp'):  # AmpOptimWrapper's own arguments
             optim.pop(key, None)
-        optim.type = AutocastOptimWrapper if amp else 'OptimWrapper'
-        if amp:
-            optim.device_type = device.type
+        self.amp_dtype = step_amp_dtype(device) if amp else None
+        if self.amp_dtype == torch.bfloat16:
+            optim.update(type=AutocastOptimWrapper, device_type=device.type)
+        elif self.amp_dtype == torch.float16:  # a GPU without native bf16
+            optim.update(type='AmpOptimWrapper', dtype='float16', loss_scale='dynamic')
+        else:
+            optim.type = 'OptimWrapper'
+        self._optim_cfg = optim
+        self.optim_wrapper = build_optim_wrapper(self.model, optim)
+
+    def rebuild_optimizer(self, **options) -> None:
+        """A fresh optimizer wrapper of the config's, with ``options`` added to the optimizer's
+        arguments (e.g. ``fused=True`` or ``foreach=True`` for AdamW); its state starts anew."""
+        optim = copy.deepcopy(self._optim_cfg)
+        optim.optimizer.update(options)
         self.optim_wrapper = build_optim_wrapper(self.model, optim)
 
     def __call__(self, batch: dict) -> dict:
@@ -76,6 +96,22 @@ class TrainStep:
             if name != 'data_preprocessor':
                 setattr(self.model, name, torch.compile(child))
 
+    def compile_blocks(self) -> int:
+        """``torch.compile`` each block of every stack of alike blocks (a ``ModuleList`` of two
+        or more modules of one class: the encoder's, the decoder's, a bottleneck's layers) in
+        place, with static shapes; returns how many. Regional compilation: the blocks of a stack
+        share one compiled graph, so compiling costs a few graphs, not the whole model's; the
+        rest of the step (embeddings, masking, losses) stays eager."""
+        compiled: List[str] = []  # prefixes of compiled blocks: nothing inside them again
+        for name, module in self.model.named_modules():
+            if isinstance(module, torch.nn.ModuleList) and len(module) > 1 \
+                    and len({type(block) for block in module}) == 1 \
+                    and not any(name.startswith(prefix) for prefix in compiled):
+                for i, block in enumerate(module):
+                    block.compile(dynamic=False)
+                    compiled.append(f'{name}.{i}.')
+        return len(compiled)
+
     def optimizer_time(self, steps: int) -> List[float]:
         """Seconds of each of ``steps`` optimizer updates alone (``optim_wrapper.step``: gradient
         clipping if the config has it, then the optimizer), on gradients set to a constant: the
@@ -93,15 +129,18 @@ class TrainStep:
         self.optim_wrapper.zero_grad()
         return seconds
 
-    def time(self, steps: int) -> List[float]:
+    def time(self, steps: int, losses: Optional[List[float]] = None) -> List[float]:
         """Seconds of each of ``steps`` steps, each on a fresh copy of the batch (the data
-        preprocessor writes masks into the samples; copying stays outside the timing)."""
+        preprocessor writes masks into the samples; copying stays outside the timing). Each
+        step's total loss is appended to ``losses`` when given (read after the timing)."""
         batches = [copy.deepcopy(self.batch) for _ in range(steps)]
         seconds = []
         for batch in batches:
             sync(self.device)
             start = time.perf_counter()
-            self(batch)
+            log_vars = self(batch)
             sync(self.device)
             seconds.append(time.perf_counter() - start)
+            if losses is not None:
+                losses.append(log_vars['loss'].detach().item())
         return seconds

@@ -1,8 +1,14 @@
-from . import checkpoint_loader  # noqa: F401  (replaces mmengine's local checkpoint loader)
+from ..utils.stack import seg_missing
+from .safe_checkpoints import allow_mmengine_checkpoints, unsafe_globals
 from . import checkpoint_report  # noqa: F401  (reports mismatching keys on every load)
 from . import hooks  # noqa: F401
-from . import layer_decay  # noqa: F401  (layer-wise lr decay for mmseg segmentors)
 from .cpu_ddp import CPUDistributedDataParallel
 from .resumable_loop import ResumableEpochBasedTrainLoop
 
-__all__ = ['CPUDistributedDataParallel', 'ResumableEpochBasedTrainLoop']
+allow_mmengine_checkpoints()  # mmengine's own checkpoints load weights-only (safe_checkpoints.py)
+
+if seg_missing() is None:  # the full install profile: mmseg imports
+    from . import layer_decay  # noqa: F401  (layer-wise lr decay for mmseg segmentors)
+
+__all__ = ['CPUDistributedDataParallel', 'ResumableEpochBasedTrainLoop',
+           'allow_mmengine_checkpoints', 'unsafe_globals']

@@ -179,7 +179,7 @@ def _dist_info() -> Tuple[int, int]:
 def _load_centroids(path: str, num_parts: int, grid: Tuple[int, int],
                     dims: int) -> torch.Tensor:
     """Centroids of an earlier run, checked against this run's K, grid and feature size."""
-    saved = torch.load(path, map_location='cpu', weights_only=False)
+    saved = torch.load(path, map_location='cpu', weights_only=True)
     got = (saved['num_parts'], tuple(saved['grid']), saved['centroids'].shape[1])
     if got != (num_parts, tuple(grid), dims):
         raise UserInputError(

@@ -38,7 +38,7 @@ def _stage1(centroids_file: str, mtime: float) -> Tuple[nn.Module, dict, Tensor]
     """(frozen ViT, its normalisation, centroids (K, C)) of a stage-1 centroids file."""
     from ..parts.features import build_frozen_vit
 
-    saved = torch.load(centroids_file, map_location='cpu', weights_only=False)
+    saved = torch.load(centroids_file, map_location='cpu', weights_only=True)
     if not isinstance(saved, dict) or 'centroids' not in saved:
         raise UserInputError(f"'{centroids_file}' is not a centroids file of SemMAE stage 1. "
                              'Fix: pass the centroids.pth that tools/part_learning/'
@@ -53,7 +53,7 @@ def stage1_available(centroids_file: Optional[str]) -> Optional[str]:
         return 'no stage-1 centroids file given'
     if not osp.isfile(centroids_file):
         return f"no stage-1 centroids at '{centroids_file}' (make demo-semmae writes them)"
-    saved = torch.load(centroids_file, map_location='cpu', weights_only=False)
+    saved = torch.load(centroids_file, map_location='cpu', weights_only=True)
     ckpt = _repo_path(saved.get('checkpoint', '')) if isinstance(saved, dict) else ''
     if not osp.isfile(ckpt):
         return f"the stage-1 ViT checkpoint '{ckpt}' recorded in '{centroids_file}' is missing"

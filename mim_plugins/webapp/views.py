@@ -82,7 +82,7 @@ def _part_map(req: Request, model: nn.Module, image: np.ndarray, inputs: torch.T
     if why_not is None:
         ids = stage1_parts(image, req.centroids, grid)
         k = int(torch.load(req.centroids, map_location='cpu',
-                           weights_only=False)['num_parts'])
+                           weights_only=True)['num_parts'])
         where = osp.abspath(req.centroids)
         if where.startswith(ROOT + osp.sep):
             where = osp.relpath(where, ROOT)  # the repo's own files by their usual names
