@@ -54,6 +54,23 @@ def save_part_map(path: str, part_ids: np.ndarray) -> None:
     mmcv.imwrite(part_ids.astype(np.uint8), path, auto_mkdir=True)
 
 
+def check_part_map(part_ids: Optional[np.ndarray], grid: int, num_parts: int, what: str,
+                   fix: str, owner: str) -> np.ndarray:
+    """``part_ids`` (a decoded map, None if it did not decode) when it is uint8
+    ``(grid, grid)`` with ids below ``num_parts``; else ``UserInputError`` starting with
+    ``what`` (e.g. "Part map 'x.png' of image 'x.jpg'") and ending with ``fix``. ``owner`` is the
+    transform whose ``num_parts`` the message suggests changing."""
+    if part_ids is None or part_ids.dtype != np.uint8 or part_ids.shape != (grid, grid):
+        got = 'unreadable' if part_ids is None else f'{part_ids.dtype} {part_ids.shape}'
+        raise UserInputError(f"{what} is {got}, expected uint8 ({grid}, {grid}) (the encoder's "
+                             f'patch grid). {fix}')
+    if part_ids.max() >= num_parts:
+        raise UserInputError(f'{what} holds part id {part_ids.max()}, but num_parts={num_parts} '
+                             f'allows 0..{num_parts - 1}. {fix} If the maps are right, set '
+                             f'{owner}.num_parts to the number of parts they use.')
+    return part_ids
+
+
 @TRANSFORMS.register_module()
 class LoadPartMap(BaseTransform):
     """Read the part map of ``results['img_path']`` into ``results['part_ids']``.
@@ -89,17 +106,9 @@ class LoadPartMap(BaseTransform):
             raise UserInputError(f"No part map for image '{img_path}': '{path}' does not "
                                  f'exist. {fix}') from None
         part_ids = mmcv.imfrombytes(content, flag='unchanged', backend='pillow')
-        if part_ids is None or part_ids.dtype != np.uint8 or part_ids.shape != (self.grid,) * 2:
-            got = None if part_ids is None else f'{part_ids.dtype} {part_ids.shape}'
-            raise UserInputError(f"Part map '{path}' of image '{img_path}' is {got}, expected "
-                                 f'uint8 ({self.grid}, {self.grid}) (the encoder\'s patch '
-                                 f'grid). {fix}')
-        if part_ids.max() >= self.num_parts:
-            raise UserInputError(f"Part map '{path}' of image '{img_path}' holds part id "
-                                 f'{part_ids.max()}, but num_parts={self.num_parts} allows '
-                                 f'0..{self.num_parts - 1}. {fix} If the maps are right, set '
-                                 'LoadPartMap.num_parts to the number of parts they use.')
-        results['part_ids'] = part_ids
+        results['part_ids'] = check_part_map(part_ids, self.grid, self.num_parts,
+                                             f"Part map '{path}' of image '{img_path}'", fix,
+                                             'LoadPartMap')
         return results
 
     def __repr__(self) -> str:

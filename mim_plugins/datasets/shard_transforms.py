@@ -17,6 +17,7 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.registry import TRANSFORMS
 
 from ..utils.errors import UserInputError
+from .part_maps import check_part_map
 
 _REPACK = 'tools/dataset_converters/pack_shards.py'
 
@@ -107,17 +108,9 @@ class LoadPartMapFromShard(BaseTransform):
             part_ids = mmcv.imfrombytes(data, flag='unchanged', backend='pillow')
         except Exception:  # noqa: BLE001  (reported below as an unreadable map)
             part_ids = None
-        if part_ids is None or part_ids.dtype != np.uint8 or part_ids.shape != (self.grid,) * 2:
-            got = 'unreadable' if part_ids is None else f'{part_ids.dtype} {part_ids.shape}'
-            raise UserInputError(f'The part map in shard {_where(results, member)} is {got}, '
-                                 f'expected uint8 ({self.grid}, {self.grid}) (the encoder\'s '
-                                 f'patch grid). {fix}')
-        if part_ids.max() >= self.num_parts:
-            raise UserInputError(f'The part map in shard {_where(results, member)} holds part '
-                                 f'id {part_ids.max()}, but num_parts={self.num_parts} allows '
-                                 f'0..{self.num_parts - 1}. {fix} If the maps are right, set '
-                                 'LoadPartMapFromShard.num_parts to the number they use.')
-        results['part_ids'] = part_ids
+        results['part_ids'] = check_part_map(part_ids, self.grid, self.num_parts,
+                                             f'The part map in shard {_where(results, member)}',
+                                             fix, 'LoadPartMapFromShard')
         return results
 
     def __repr__(self) -> str:

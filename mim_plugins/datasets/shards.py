@@ -73,13 +73,12 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
-from mmengine.structures import BaseDataElement
 from mmpretrain.registry import DATASETS, TRANSFORMS
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..utils.errors import UserInputError
 from .shard_transforms import UnreadableShardImage
-from .skip_corrupt import SKIPPED_KEY, is_unreadable_image
+from .skip_corrupt import is_unreadable_image, tag_skipped
 
 #: ``format`` of the index files written by :func:`write_shards`
 INDEX_FORMAT = 'mim_plugins.shards/1'
@@ -686,12 +685,7 @@ class ShardDataset(IterableDataset):
         then one more run of the pipeline on ``results`` per skipped image: ``1 + len(skipped)``
         outputs for as many positions of the stream."""
         if skipped:
-            samples = data.get('data_samples') if isinstance(data, dict) else None
-            if not isinstance(samples, BaseDataElement):
-                raise TypeError('ShardDataset reports skipped images in the packed data sample, '
-                                "but the pipeline's output has none. Fix: end the pipeline with "
-                                'PackInputs.')
-            samples.set_metainfo({SKIPPED_KEY: list(skipped)})
+            tag_skipped(data, skipped, 'ShardDataset')
         yield data
         for _ in range(len(skipped)):
             yield self.pipeline(dict(results))

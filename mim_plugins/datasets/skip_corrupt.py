@@ -24,6 +24,16 @@ def is_unreadable_image(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and 'truncated' in str(exc)
 
 
+def tag_skipped(data: dict, skipped: List[str], owner: str) -> None:
+    """Record ``skipped`` (the unreadable images a sample replaced) under ``SKIPPED_KEY`` in
+    the metainfo of ``data``'s packed data sample, where ``SkippedImagesHook`` counts them."""
+    samples = data.get('data_samples') if isinstance(data, dict) else None
+    if not isinstance(samples, BaseDataElement):
+        raise TypeError(f"{owner} reports skipped images in the packed data sample, but the "
+                        "pipeline's output has none. Fix: end the pipeline with PackInputs.")
+    samples.set_metainfo({SKIPPED_KEY: list(skipped)})
+
+
 @DATASETS.register_module()
 class SkipCorruptImages:
     """Wraps a pretraining dataset: an image that cannot be decoded is replaced by the next
@@ -70,12 +80,7 @@ class SkipCorruptImages:
                 skipped.append(self.get_data_info(index).get('img_path', f'index {index}'))
                 continue
             if skipped:
-                samples = data.get('data_samples') if isinstance(data, dict) else None
-                if not isinstance(samples, BaseDataElement):
-                    raise TypeError('SkipCorruptImages reports skipped images in the packed '
-                                    "data sample, but the pipeline's output has none. Fix: end "
-                                    'the pipeline with PackInputs.')
-                samples.set_metainfo({SKIPPED_KEY: skipped})
+                tag_skipped(data, skipped, 'SkipCorruptImages')
             return data
         raise UserInputError(
             f'{len(skipped)} images in a row could not be read, from {skipped[0]} to '
