@@ -173,8 +173,7 @@ def test_cls_tokens_and_separate_masks_shapes(kind):
     hidden = random_mask(2, 16, 0.5)  # 8 hidden, 8 visible, drawn independently
     main, pred = model.forward_streams(x, predicted, hidden)
     assert main.shape == (2, 3 + 8, 32) and pred.shape == (2, 12, 32)
-    model.input_mask = hidden
-    out = model(x, predicted.view(2, GRID, GRID))
+    out = model(x, predicted.view(2, GRID, GRID), hidden)
     out = out[0] if isinstance(out, tuple) else out
     assert out.shape == (2, 1 + 16, 32)
     torch.testing.assert_close(out[:, 1:][predicted], pred.reshape(-1, 32))
@@ -258,7 +257,6 @@ def test_loss_reads_the_target_at_predicted_patches_only(name, separate):
     base = loss(fixed_target(name, mask, torch.zeros_like(mask)))
     assert torch.equal(base, loss(fixed_target(name, mask, ~mask)))  # unmasked targets changed
     assert not torch.allclose(base, loss(fixed_target(name, mask, mask)))  # masked ones changed
-    assert model.backbone.input_mask is None  # handed over for one call only
 
 
 def test_separate_masks_reach_the_backbone():
@@ -266,13 +264,19 @@ def test_separate_masks_reach_the_backbone():
     x = torch.randn(2, 3, IMG, IMG)
     mask = random_mask(2, 16, 0.75)
     seen = []
-    model.backbone.register_forward_pre_hook(
-        lambda mod, args: seen.append(None if mod.input_mask is None else mod.input_mask.clone()))
+    run = model.backbone.forward_with_main
+    model.backbone.forward_with_main = lambda *a: seen.append(run(*a)[0].clone()) or run(*a)
     hidden = random_mask(2, 16, 0.25)
     model.target_generator = FixedTarget(torch.randn(2, 16, 108))
-    model.loss(x, samples(mask, hidden))
-    model.loss(x, samples(mask))
-    assert torch.equal(seen[0].flatten(1), hidden) and seen[1] is None
+    with torch.no_grad():
+        model.loss(x, samples(mask, hidden))
+        model.loss(x, samples(mask))
+        # the backbone, called with the masks as arguments, gives what the loss computed
+        expected = [model.backbone(x, mask, hidden), model.backbone(x, mask)]
+    assert len(seen) == 4  # two losses, two direct calls
+    assert torch.equal(seen[0], expected[0]) and torch.equal(seen[1], expected[1])
+    assert torch.equal(seen[0], seen[2]) and torch.equal(seen[1], seen[3])
+    assert not torch.equal(seen[0], seen[1])  # the input_mask changed what the encoder saw
 
 
 # ---- MAE with the bottleneck in the decoder -----------------------------------------------------
@@ -308,8 +312,8 @@ def test_bottleneck_mae_loss_depends_on_the_image_only_through_cls():
                   loss=dict(type='PixelReconstructionLoss', criterion='L2'))))
     x = torch.randn(2, 3, IMG, IMG)
     mask = random_mask(2, 16, 0.75)
-    latent = model.backbone(x, mask)
-    assert latent.shape == (2, 2 + 4, 32)
+    latent, hidden, _ = model.backbone(x, mask)
+    assert latent.shape == (2, 2 + 4, 32) and torch.equal(hidden.bool(), mask)
     captured = {}
     model.neck.register_forward_pre_hook(lambda mod, args: captured.update(cls=args[0]))
     loss = model.loss(x, samples(mask))['loss']

@@ -55,7 +55,7 @@ MINIMAL = {
     'VisibleTokenClsHead': lambda: dict(type='VisibleTokenClsHead', num_classes=10, in_channels=192),
     'SupMAE': lambda: dict(
         type='SupMAE',
-        backbone=dict(type='MAEViT', arch=_TINY_ARCH, img_size=16, patch_size=4),
+        backbone=dict(type='SemMAEViT', arch=_TINY_ARCH, img_size=16, patch_size=4),
         neck=dict(type='MAEPretrainDecoder', num_patches=16, patch_size=4, embed_dim=32,
                   decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2),
         head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=4,
@@ -84,6 +84,7 @@ MINIMAL = {
     'AtomicCheckpointHook': lambda: dict(type='AtomicCheckpointHook', interval=1),
     'NaNGuardHook': lambda: dict(type='NaNGuardHook'),
     'SkippedImagesHook': lambda: dict(type='SkippedImagesHook'),
+    'CheckpointReportHook': lambda: dict(type='CheckpointReportHook'),
     'ResumableSampler': lambda: dict(type='ResumableSampler', dataset=list(range(4)), seed=0),
     'ResumableEpochBasedTrainLoop': lambda: dict(
         type='ResumableEpochBasedTrainLoop', runner=None,
@@ -126,6 +127,10 @@ MINIMAL = {
         neck=dict(type='LinearNeck', in_channels=32, out_channels=108, norm_cfg=None),
         head=dict(type='MIMHead', loss=dict(type='PixelReconstructionLoss', criterion='L2')),
         target_generator=dict(type='HOGGenerator')),
+    # one algorithm each, registered under its paper's name too (the same class)
+    'MaskedMAE': lambda: dict(MINIMAL['SemMAE'](), type='MaskedMAE'),
+    'MaskedBEiT': lambda: dict(MINIMAL['BottleneckBEiT'](), type='MaskedBEiT'),
+    'MaskedMaskFeat': lambda: dict(MINIMAL['BottleneckMaskFeat'](), type='MaskedMaskFeat'),
     # segmentation (configs_seg); scoped, whatever default scope an earlier Runner left
     'CheckSegLabels': lambda: dict(type='mmseg.CheckSegLabels', num_classes=150),
     'RandomResizedCropWithSegMap': lambda: dict(type='mmseg.RandomResizedCropWithSegMap',
@@ -133,6 +138,9 @@ MINIMAL = {
     'ResizeSegMap': lambda: dict(type='mmseg.ResizeSegMap', size=(100, 100)),
     'MultiClsTokenViT': lambda: dict(type='mmpretrain.MultiClsTokenViT', arch=_TINY_ARCH,
                                      img_size=28, patch_size=7, num_cls_tokens=3),
+    'ResizableBEiTViT': lambda: dict(type='mmpretrain.ResizableBEiTViT', arch=_TINY_ARCH,
+                                     img_size=28, patch_size=7, use_abs_pos_emb=False,
+                                     use_rel_pos_bias=True),
     'BackboneLayerDecayOptimWrapperConstructor': lambda: dict(
         type='mmseg.BackboneLayerDecayOptimWrapperConstructor',
         optim_wrapper_cfg=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4)),
@@ -150,7 +158,7 @@ def test_every_registered_module_has_a_minimal_config():
                          ids=lambda v: v if isinstance(v, str) else f'{v.scope}.{v.name}')
 def test_registered_module_builds(registry, name, process_group):
     obj = registry.build(MINIMAL[name]())
-    assert type(obj).__name__ == name
+    assert type(obj) is registry.get(name)  # an alias name builds its class
 
 
 def test_cpu_ddp_wrapper_reverts_syncbn_and_trains(process_group):

@@ -19,7 +19,7 @@ from mmpretrain.registry import HOOKS
 from conftest import ROOT, make_part_maps, run_env
 from mim_plugins.apis.errors import explain
 from mim_plugins.apis.train import build_runner, parse_args
-from mim_plugins.engine.checkpoint_report import checkpoint_report
+from mim_plugins.engine.checkpoint_report import LoadReporter, checkpoint_report
 from mim_plugins.engine.hooks import NonFiniteLossError
 from mim_plugins.utils.errors import UserInputError
 
@@ -160,7 +160,8 @@ def test_checkpoint_report_lists_missing_unused_and_mis_shaped_keys(tmp_path):
     try:
         model = VisionTransformer(arch=arch, img_size=28, patch_size=7,
                                   init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
-        model.init_weights()  # not fatal
+        with LoadReporter(model):
+            model.init_weights()  # not fatal
     finally:
         logger.removeHandler(handler)
     report = next(r.getMessage() for r in records if 'Checkpoint report' in r.getMessage())

@@ -1,12 +1,14 @@
 """MultiClsTokenViT runs the sequence SemanticMIM pretrained with N cls tokens; the relative
-position bias resize that lets BEiT checkpoints load at another input size."""
+position bias resize that lets BEiT checkpoints load at another input size (ResizableBEiTViT)."""
 import numpy as np
 import pytest
+import scipy
 import torch
 from mmpretrain.models import VisionTransformer
 
-from mim_plugins.models.backbones import MultiClsTokenViT
-from mim_plugins.models.backbones.rel_pos_bias import (resize_relative_position_bias_table,
+from mim_plugins.models.backbones import MultiClsTokenViT, ResizableBEiTViT
+from mim_plugins.models.backbones.rel_pos_bias import (resize_beit_table,
+                                                      resize_relative_position_bias_table,
                                                       stretched_offsets)
 
 ARCH = dict(embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64)
@@ -115,16 +117,54 @@ def test_rel_pos_bias_resize_interpolates_bicubically_on_the_stretched_offsets()
                                    rtol=1e-6, atol=1e-6)
 
 
-def test_beit_checkpoint_loads_at_another_input_size():
-    from mmpretrain.models import BEiTViT
+def _beit_224(**position):
+    """A BEiT pretraining encoder at 224x224 (14x14 patches: tables of 27 ** 2 + 3 rows), with
+    random tables (they are built as zeros)."""
     from mmpretrain.models.selfsup.beit import BEiTPretrainViT
     torch.manual_seed(0)
-    pre = BEiTPretrainViT(arch=ARCH, img_size=32, patch_size=8, use_shared_rel_pos_bias=True,
-                          use_rel_pos_bias=False)
-    seg = BEiTViT(arch=ARCH, img_size=64, patch_size=8, out_type='featmap', use_rel_pos_bias=True)
-    seg.load_state_dict(pre.state_dict(), strict=False)
-    table = seg.layers[1].attn.relative_position_bias_table
-    assert table.shape == ((2 * 8 - 1) ** 2 + 3, 2)
-    shared = pre.rel_pos_bias.relative_position_bias_table
-    torch.testing.assert_close(table[-3:], shared[-3:])
-    assert seg(torch.randn(1, 3, 64, 64))[0].shape == (1, 32, 8, 8)
+    model = BEiTPretrainViT(arch=ARCH, img_size=224, patch_size=16, **position)
+    for name, table in model.named_parameters():
+        if 'relative_position_bias_table' in name:
+            torch.nn.init.normal_(table, std=0.5)
+    return model
+
+
+def test_beit_checkpoint_loads_at_another_input_size():
+    """A 224-pretrained shared table goes into every block of a 320x320 model (20x20 patches:
+    39 ** 2 + 3 rows), resized by the pure function; the stock BEiTViT cannot on SciPy >= 1.14."""
+    from mmpretrain.models import BEiTViT
+    pre = _beit_224(use_shared_rel_pos_bias=True, use_rel_pos_bias=False)
+    shared = pre.rel_pos_bias.relative_position_bias_table.detach()
+    expected = torch.cat([resize_relative_position_bias_table(27, 39, shared[:-3], 2),
+                          shared[-3:]])
+    torch.testing.assert_close(resize_beit_table(shared, 39 ** 2 + 3), expected)
+    options = dict(arch=ARCH, img_size=320, patch_size=16, out_type='featmap',
+                   use_rel_pos_bias=True)
+    ours = ResizableBEiTViT(**options)
+    result = ours.load_state_dict(pre.state_dict(), strict=False)
+    assert sorted(result.missing_keys) == ['layers.0.attn.relative_position_index',
+                                           'layers.1.attn.relative_position_index']
+    for layer in ours.layers:
+        torch.testing.assert_close(layer.attn.relative_position_bias_table.detach(), expected)
+    assert ours(torch.randn(1, 3, 320, 320))[0].shape == (1, 32, 20, 20)
+
+    if tuple(map(int, scipy.__version__.split('.')[:2])) >= (1, 14):
+        with pytest.raises(NotImplementedError, match='interp2d'):
+            BEiTViT(**options).load_state_dict(pre.state_dict(), strict=False)
+
+
+def test_beit_tables_resize_under_a_prefix_as_in_a_whole_model_checkpoint():
+    """Loading a segmentor's checkpoint ('backbone.' keys): the per-block tables are resized,
+    and a shared one is found under the prefix too (the stock hook looks for it unprefixed)."""
+    for position in (dict(use_shared_rel_pos_bias=True, use_rel_pos_bias=False),
+                     dict(use_shared_rel_pos_bias=False, use_rel_pos_bias=True)):
+        pre = _beit_224(**position)
+        source = {f'backbone.{k}': v for k, v in pre.state_dict().items()}
+        model = torch.nn.ModuleDict(dict(backbone=ResizableBEiTViT(
+            arch=ARCH, img_size=320, patch_size=16, use_rel_pos_bias=True)))
+        model.load_state_dict(source, strict=False)
+        for i, layer in enumerate(model.backbone.layers):
+            table = source.get('backbone.rel_pos_bias.relative_position_bias_table',
+                               source.get(f'backbone.layers.{i}.attn.relative_position_bias_table'))
+            torch.testing.assert_close(layer.attn.relative_position_bias_table.detach(),
+                                       resize_beit_table(table, 39 ** 2 + 3))

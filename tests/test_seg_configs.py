@@ -9,6 +9,8 @@ import re
 import subprocess
 import sys
 import uuid
+from argparse import Namespace
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -19,6 +21,8 @@ from mmengine.runner import Runner
 from PIL import Image
 
 from conftest import ROOT, run_env
+from mim_plugins.apis.common import load_config
+from mim_plugins.apis.train import build_runner, parse_args
 from mim_plugins.datasets.seg_data import generate_shapes
 
 SEG_CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(
@@ -132,13 +136,21 @@ def test_every_seg_config_is_listed():
         assert any('_linear_' in n and 'voc12' in n for n in names), algo
 
 
+def shrunk_for_train_py(config: str, data_root: str, work_dir: str) -> Tuple[Namespace, Config]:
+    """tools/train.py's arguments for ``config`` and the config it loads, shrunk: what
+    ``build_runner(args, cfg)`` turns into the Runner train.py trains (NaN guard included)."""
+    args = parse_args([osp.join(ROOT, config), '--work-dir', work_dir])
+    cfg = load_config(args)
+    shrink(cfg, data_root, work_dir)
+    return args, cfg
+
+
 @pytest.mark.parametrize('config', SEG_CONFIGS)
 def test_seg_config_trains_two_iterations_and_tests(config, seg_data, tmp_path):
-    cfg = Config.fromfile(osp.join(ROOT, config))
+    args, cfg = shrunk_for_train_py(config, seg_data[data_kind(config)], str(tmp_path))
     assert cfg.custom_imports == dict(imports=['mim_plugins'], allow_failed_imports=False)
     assert cfg.default_scope == 'mmseg'
-    shrink(cfg, seg_data[data_kind(config)], str(tmp_path))
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(args, cfg)
     runner.train()
     assert runner.iter == 2
     metrics = runner.test()
@@ -180,9 +192,8 @@ def test_tools_train_then_test_report_miou(seg_data, tmp_path):
 def test_tta_of_the_config_runs(config, seg_data, tmp_path):
     """--tta (tools/test.py's set_tta) on a trained checkpoint, in-process."""
     from mim_plugins.apis.test import set_tta
-    cfg = Config.fromfile(osp.join(ROOT, config))
-    shrink(cfg, seg_data[data_kind(config)], str(tmp_path))
-    Runner.from_cfg(cfg).train()
+    args, cfg = shrunk_for_train_py(config, seg_data[data_kind(config)], str(tmp_path))
+    build_runner(args, cfg).train()
     with open(osp.join(str(tmp_path), 'last_checkpoint')) as f:
         cfg.load_from = f.read().strip()
     cfg.experiment_name += '_tta'

@@ -1,14 +1,23 @@
 """The segmentation demo's driver: end to end at 2 iterations per run through the real tools,
 and its choice of MAE checkpoint."""
+import importlib
 import json
+import os.path as osp
 import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT, run_env
-from mim_plugins.apis import seg_demo
+
+
+@pytest.fixture
+def seg_demo(monkeypatch):
+    """tools/run_seg_demo.py as a module (tools/ on the path, as when it runs, for demo_stages)."""
+    monkeypatch.syspath_prepend(osp.join(ROOT, 'tools'))
+    return importlib.import_module('run_seg_demo')
 
 
 def test_seg_demo_trains_and_tests_both_inits(tmp_path):
@@ -41,7 +50,8 @@ def test_seg_demo_trains_and_tests_both_inits(tmp_path):
     assert '=== linear probe from random init (elapsed' in result.stdout  # the stage log
 
 
-def test_without_a_checkpoint_the_main_jobs_pretraining_runs_first(tmp_path, monkeypatch):
+def test_without_a_checkpoint_the_main_jobs_pretraining_runs_first(seg_demo, tmp_path,
+                                                                    monkeypatch):
     calls = []
     monkeypatch.setattr(seg_demo, 'prepare_data', lambda stages, root: calls.append('data'))
 
@@ -51,13 +61,17 @@ def test_without_a_checkpoint_the_main_jobs_pretraining_runs_first(tmp_path, mon
 
     monkeypatch.setattr(seg_demo, 'pretrain', pretrain)
     monkeypatch.setattr(seg_demo, 'prepare_mnist_seg', lambda *a: {'train': 1, 'val': 1})
-    monkeypatch.setattr(seg_demo, 'seg_train_and_test',
-                        lambda config, work_dir, options: calls.append(options[-1]) or 50.0)
+
+    def train_and_test(config, work_dir, options, metric):
+        calls.append((options[-1], metric))
+        return 50.0
+
+    monkeypatch.setattr(seg_demo, 'train_and_test', train_and_test)
     work = tmp_path / 'demo'
     seg_demo.main(['--work-dir', str(work), '--pretrain-epochs', '1'])
     assert calls[:2] == ['data', ('pretrain', seg_demo.PRETRAIN, 1)]
-    assert calls[2:] == ['model.backbone.init_cfg.checkpoint=pretrained.pth',
-                         'model.backbone.init_cfg=None'] * 2  # UperNet, then the linear probe
+    assert calls[2:] == [('model.backbone.init_cfg.checkpoint=pretrained.pth', 'mIoU'),
+                         ('model.backbone.init_cfg=None', 'mIoU')] * 2  # UperNet, linear probe
     # once the main job has run, its checkpoint is used and nothing is pretrained
     (work / 'mae_pretrain').mkdir(parents=True)
     (work / 'mae_pretrain' / 'epoch_15.pth').write_bytes(b'')
@@ -66,4 +80,4 @@ def test_without_a_checkpoint_the_main_jobs_pretraining_runs_first(tmp_path, mon
     calls.clear()
     seg_demo.main(['--work-dir', str(work)])
     main_job = work / 'mae_pretrain' / 'epoch_15.pth'
-    assert calls[0] == f'model.backbone.init_cfg.checkpoint={main_job}'
+    assert calls[0] == (f'model.backbone.init_cfg.checkpoint={main_job}', 'mIoU')

@@ -226,10 +226,15 @@ def test_given_mask_keeps_exactly_the_visible_tokens():
 def test_semmae_without_masks_in_samples_masks_at_random():
     model = MODELS.build(tiny_semmae(dict(type='RandomMaskGenerator')))
     from mmpretrain.structures import DataSample
-    assert model.masks_from_samples([DataSample(), DataSample()]) is True
-    assert model.loss(torch.randn(2, 3, 28, 28), [DataSample(), DataSample()])['loss'] > 0
-    with pytest.raises(ValueError, match='only some'):
-        model.masks_from_samples([DataSample().set_mask(torch.ones(4, 4)), DataSample()])
+    from mim_plugins.models.sample_masks import sample_masks
+    assert sample_masks([DataSample(), DataSample()]) == (None, None)
+    x = torch.randn(2, 3, 28, 28)
+    torch.manual_seed(0)
+    first = model.loss(x, [DataSample(), DataSample()])['loss']
+    torch.manual_seed(1)
+    assert first > 0 and not torch.equal(first, model.loss(x, [DataSample(), DataSample()])['loss'])
+    with pytest.raises(ValueError, match='only 1 of 2'):
+        model.loss(x, [DataSample().set_mask(torch.ones(7, 7).bool()), DataSample()])
 
 
 def cell_image(seed: int, size: int = 64, grid: int = 8):

@@ -43,6 +43,7 @@ def test_train_then_resume_then_finetune_and_test(tmp_path, tiny_data):
                *opts)
     log = out.stdout + out.stderr
     assert 'resumed epoch: 1, iter: 2' in log
+    assert re.search(r"Checkpoint report: loaded (\d+) of the model's \1 tensors\.\n(?!  )", log)
     assert 'Epoch(train) [2][2/2]' in log and 'Epoch(train) [1]' not in log
     ckpt = (work / 'last_checkpoint').read_text().strip()
     assert osp.basename(ckpt) == 'epoch_2.pth'
@@ -60,11 +61,14 @@ def test_train_then_resume_then_finetune_and_test(tmp_path, tiny_data):
     # mmpretrain's own MAE fine-tune recipe (final_norm=False, out_type='avg_featmap')
     missing = re.findall(r'missing keys in source state_dict: (.*)', log)
     assert missing == ['ln2.weight, ln2.bias'], missing
+    assert 'not in the checkpoint, left as initialised (2): ln2.weight, ln2.bias' in log
     ft_ckpt = (ft / 'last_checkpoint').read_text().strip()
 
     metrics = tmp_path / 'metrics.json'
-    tool(sys.executable, 'tools/test.py', FT_CFG, ft_ckpt, '--work-dir', str(ft), '--out',
-         str(metrics), *ft_opts)
+    out = tool(sys.executable, 'tools/test.py', FT_CFG, ft_ckpt, '--work-dir', str(ft), '--out',
+               str(metrics), *ft_opts)
+    assert re.search(r"Checkpoint report: loaded (\d+) of the model's \1 tensors\.\n(?!  )",
+                     out.stdout + out.stderr)
     acc = json.loads(metrics.read_text())['accuracy/top1']
     assert 0.0 <= acc <= 100.0
 

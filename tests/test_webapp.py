@@ -1,4 +1,5 @@
-"""The web demo's inference, without a browser: masks, renderers, part maps, panels, errors."""
+"""The web demo's inference, without a browser: masks, renderers (what the algorithms'
+``reconstruct`` returns, drawn), part maps, panels, errors."""
 import os.path as osp
 
 import numpy as np
@@ -11,14 +12,17 @@ from PIL import Image
 from conftest import ROOT
 from test_attention import MAE_CFG, save_tiny_mae
 from mim_plugins.masking import num_masked, random_mask, semantic_part_mask
+from mim_plugins.models.mask_generators import (BlockMaskGenerator, RandomMaskGenerator,
+                                                SemanticPartMaskGenerator)
 from mim_plugins.utils.errors import UserInputError
 from mim_plugins.visualization.images import square_resize, upscale
-from mim_plugins.visualization.loading import normalise
+from mim_plugins.visualization.loading import denormalise, load_model, normalise
 from mim_plugins.visualization.part_masks import MASK_GRAY
-from mim_plugins.webapp import PANELS, Request, compute_views, draw_masks, examples
+from mim_plugins.webapp import PANELS, Request, compute_views, draw_masks, examples, render
 from mim_plugins.webapp.checkpoints import find_checkpoints
+from mim_plugins.webapp.masks import block_min_patches
 from mim_plugins.webapp.parts import kmeans, stage1_parts
-from mim_plugins.webapp.renderers import given_mask, hog_picture, render_hog, unpatch_hog
+from mim_plugins.webapp.renderers import gray_outside, hog_picture, unpatch_hog
 
 SUPMAE_CFG = ROOT + '/configs/supmae/supmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 FINETUNE_CFG = ROOT + '/configs/mae/benchmarks/vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py'
@@ -80,19 +84,33 @@ def test_mask_errors():
         draw_masks('part-guided', (7, 7), 0.5, seed=0)
 
 
-def test_given_mask_replaces_random_masking(mae_ckpt):
-    from mim_plugins.visualization.loading import load_model
-    model, _ = load_model(MAE_CFG, mae_ckpt)
-    mask = torch.zeros(2, 49, dtype=torch.bool)
-    mask[0, 12:49], mask[1, :37] = True, True
-    x = torch.randn(2, 3, 28, 28)
-    with given_mask(model.backbone, mask):
-        latent, got, ids_restore = model.backbone(x)
-    assert torch.equal(got, mask.float()) and latent.shape == (2, 1 + 12, 192)
-    # the visible tokens are patches 0..11 of image 0 and 37..48 of image 1, in order
-    assert torch.equal(ids_restore[0, :12], torch.arange(12))
-    assert torch.equal(ids_restore[1, 37:], torch.arange(12))
-    assert 'random_masking' not in vars(model.backbone)  # the stock method is back
+def test_masks_are_the_training_generators_draws():
+    """Each strategy is the draw of the generator a config would train with, from one
+    ``torch.Generator`` seeded with the seed (the separate set drawn second)."""
+    parts = np.random.default_rng(0).integers(0, 5, (14, 14))
+    ids = torch.from_numpy(parts).long()[None]
+
+    def seeded(seed):
+        return torch.Generator().manual_seed(seed)
+
+    gen = seeded(9)
+    want = {
+        'random': RandomMaskGenerator(0.6, 14)(1, None, None, seeded(9)),
+        'block': BlockMaskGenerator(0.6, 14, min_block=block_min_patches(196))(
+            1, None, None, seeded(9)),
+        'part-guided': SemanticPartMaskGenerator(0.6, 'constant', lam_value=0.3)(
+            1, ids, None, seeded(9)),
+        'separate': (RandomMaskGenerator(0.6, 14)(1, None, None, gen),
+                     RandomMaskGenerator(0.5, 14)(1, None, None, gen)),
+    }
+    for strategy, masks in want.items():
+        hidden, predicted = draw_masks(strategy, (14, 14), 0.6, seed=9, lam=0.3,
+                                       predicted_ratio=0.5, part_ids=parts)
+        hidden_want, predicted_want = masks if strategy == 'separate' else (masks, masks)
+        assert torch.equal(hidden, hidden_want.flatten()), strategy
+        assert torch.equal(predicted, predicted_want.flatten()), strategy
+    with pytest.raises(UserInputError, match='outside'):
+        draw_masks('part-guided', (14, 14), 0.6, seed=0, lam=1.5, part_ids=parts)
 
 
 def test_kmeans_recovers_separated_clusters():
@@ -192,7 +210,8 @@ def test_bad_inputs_are_explained(mae_ckpt, tmp_path):
     classifier = MODELS.build(Config.fromfile(FINETUNE_CFG).model)
     clf_ckpt = str(tmp_path / 'clf.pth')
     torch.save({'state_dict': classifier.state_dict()}, clf_ckpt)
-    with pytest.raises(UserInputError, match=r'cannot show a ImageClassifier.*MAE, MaskFeat'):
+    with pytest.raises(UserInputError, match=r'cannot show a ImageClassifier model: it has no '
+                       r'reconstruct.*Fix: choose a pretraining config'):
         compute_views(Request(image=digit(), config=FINETUNE_CFG, checkpoint=clf_ckpt))
 
 
@@ -208,9 +227,9 @@ def test_maskfeat_renders_hog(tmp_path):
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(str(cfg_file)).model)
     ckpt = str(tmp_path / 'maskfeat.pth')
-    torch.save({'state_dict': model.state_dict()}, ckpt)
-    from mim_plugins.visualization.loading import load_model
+    torch.save({'state_dict': model.state_dict()}, ckpt)  # stock MaskFeat's weights
     model, _ = load_model(str(cfg_file), ckpt)  # with the config's data preprocessor
+    assert type(model).__name__ == 'MaskedMaskFeat'  # built as ours: it has reconstruct
 
     # the inverse of HOGGenerator's patch layout
     gen = model.target_generator
@@ -228,17 +247,30 @@ def test_maskfeat_renders_hog(tmp_path):
     inputs = normalise(model.data_preprocessor,
                        torch.from_numpy(square_resize(np.array(Image.open(photo)), 224)[None]))
     hidden, _ = draw_masks('block', (14, 14), 0.4, seed=0)
-    rendered = render_hog(model, inputs, hidden, hidden)
-    assert np.array_equal(rendered.reference, hog_picture(gen, gen(inputs), (14, 14)))
+    rendered = render(model, inputs, hidden, hidden)
     assert np.array_equal(views.panels['reconstruction'], rendered.prediction)
+    # MaskFeat's own pieces, as its loss runs them: mask tokens at the hidden patches, the neck
+    # on every row, the cls row dropped; every patch predicted
+    with torch.no_grad():
+        latent = model.backbone(inputs, hidden[None])
+        pred = model.neck((latent.reshape(-1, latent.shape[-1]), ))[0].view(1, 197, -1)[:, 1:]
+        target = gen(inputs)
+    assert np.array_equal(rendered.reference, hog_picture(gen, target, (14, 14)))
+    assert np.array_equal(rendered.prediction, hog_picture(gen, pred, (14, 14)))
+    assert 'of every patch' in rendered.what
     visible = cells(~hidden, (14, 14))
     assert np.array_equal(views.panels['reconstruction + visible'][visible],
                           rendered.reference[visible])
+    # its encoder hides exactly what it predicts: separate masks are refused, not half-used
+    other = draw_masks('separate', (14, 14), 0.4, seed=0, predicted_ratio=0.6)
+    with pytest.raises(UserInputError, match='MaskedMaskFeat .*cannot take separate masks'):
+        render(model, inputs, *other)
 
 
 def test_find_checkpoints(tmp_path, mae_ckpt):
     import shutil
-    for name, cfg in (('mae_run', MAE_CFG), ('finetune_run', FINETUNE_CFG)):
+    for name, cfg in (('mae_run', MAE_CFG), ('finetune_run', FINETUNE_CFG),
+                      ('maskfeat_run', MASKFEAT_CFG)):
         run = tmp_path / name
         run.mkdir()
         Config.fromfile(cfg).dump(str(run / osp.basename(cfg)))  # as tools/train.py does
@@ -246,7 +278,8 @@ def test_find_checkpoints(tmp_path, mae_ckpt):
         (run / 'last_checkpoint').write_text(str(run / 'epoch_1.pth'))
     found = find_checkpoints(str(tmp_path))
     mine = {k: v for k, v in found.items() if str(tmp_path) in v[1]}
-    assert list(mine) == ['mae_run (MAE)']  # the classifier cannot be drawn: not offered
+    # stock MAE / MaskFeat are drawn as ours; the classifier has no reconstruct: not offered
+    assert list(mine) == ['mae_run (MAE)', 'maskfeat_run (MaskFeat)']
     assert mine['mae_run (MAE)'][1] == str(tmp_path / 'mae_run' / 'epoch_1.pth')
 
 
@@ -299,14 +332,15 @@ def random_image(size: int, seed: int = 0) -> np.ndarray:
 def beit(kind: str, img: int = 64, patch: int = 16) -> torch.nn.Module:
     """A tiny BEiT (4x4 patches of 16² on 64² images, second view 32²: BEiT's 224 -> 112 ratio)
     with the shipped config's own two-view data preprocessor."""
+    from mim_plugins.visualization import masked_algorithm
     two_norm = Config.fromfile(BEIT_BN_CFG).data_preprocessor.preprocessor
     backbone = 'BottleneckBEiTViT' if kind == 'BottleneckBEiT' else 'BEiTPretrainViT'
-    return build_tiny(dict(
+    return build_tiny(masked_algorithm(dict(  # stock BEiT as the demo loads it
         type=kind, data_preprocessor=two_norm,
         backbone=dict(type=backbone, arch=ARCH, img_size=img, patch_size=patch),
         head=dict(type='BEiTV1Head', embed_dims=32, num_embed=VOCAB,
                   loss=dict(type='CrossEntropyLoss')),
-        target_generator=dict(type='DALL-E', n_hid=4, vocab_size=VOCAB)))
+        target_generator=dict(type='DALL-E', n_hid=4, vocab_size=VOCAB))))
 
 
 def one_token(weight: torch.Tensor, bias: torch.Tensor, token: int) -> None:
@@ -317,12 +351,12 @@ def one_token(weight: torch.Tensor, bias: torch.Tensor, token: int) -> None:
 
 
 def record_masks(backbone: torch.nn.Module) -> dict:
-    """The ``mask`` argument and ``input_mask`` attribute each backbone call sees."""
+    """The ``mask`` and ``input_mask`` arguments of each ``backbone(x, mask, input_mask)``."""
     seen = {}
 
     def hook(module, args):
         seen['mask'] = args[1].flatten()
-        seen['input_mask'] = getattr(module, 'input_mask', None)
+        seen['input_mask'] = args[2] if len(args) > 2 else None
     backbone.register_forward_pre_hook(hook)
     return seen
 
@@ -338,25 +372,30 @@ def test_token_colours_are_fixed_and_distinct():
 
 @pytest.mark.parametrize('kind', ['BEiT', 'BottleneckBEiT'])
 def test_beit_renders_predicted_and_reference_tokens(kind):
-    from mim_plugins.webapp.renderers import render_tokens, token_colours
+    from mim_plugins.webapp.renderers import token_colours, token_picture
     import mmcv
     model = beit(kind)
+    assert type(model).__name__ == 'MaskedBEiT'
     image = random_image(64)
     inputs = normalise(model.data_preprocessor, torch.from_numpy(image[None]))
     pre = model.data_preprocessor  # first view: ImageNet mean/std, as the preprocessor does
     torch.testing.assert_close(inputs, (torch.from_numpy(image).permute(2, 0, 1)[None].float()
                                         - pre.mean) / pre.std)
-    seen = record_masks(model.backbone)
+    seen = {}
     model.target_generator.register_forward_pre_hook(lambda m, args: seen.update(view=args[0]))
-    out = render_tokens(model, inputs, HIDDEN, PREDICTED)
+    # separate masks only where the encoder takes them (the bottleneck); stock BEiT puts its
+    # mask tokens on the predicted patches, so it is shown those as hidden
+    hidden = HIDDEN if kind == 'BottleneckBEiT' else PREDICTED
+    if kind == 'BEiT':
+        with pytest.raises(UserInputError, match='cannot take separate masks'):
+            render(model, inputs, HIDDEN, PREDICTED)
+    out = render(model, inputs, hidden, PREDICTED)
     assert out.prediction.shape == out.reference.shape == (64, 64, 3)
-    # separate masks: the bottleneck predicts the predicted set and hides the hidden one; stock
-    # BEiT puts its mask tokens on the hidden patches
-    if kind == 'BottleneckBEiT':
-        assert torch.equal(seen['mask'], PREDICTED) and torch.equal(seen['input_mask'][0], HIDDEN)
-        assert model.backbone.input_mask is None
-    else:
-        assert torch.equal(seen['mask'], HIDDEN)
+    # the picture is the algorithm's own prediction, gray where it predicts nothing
+    separate = None if kind == 'BEiT' else HIDDEN[None]
+    tokens = model.reconstruct(inputs, PREDICTED[None], separate)['tokens'][0]
+    assert np.array_equal(out.prediction, gray_outside(token_picture(tokens, (4, 4), (64, 64)),
+                                                       PREDICTED, (4, 4)))
     # the tokenizer's view: Lanczos to 32², then DALL-E's map 0..255 -> 0.1..0.9 (TwoNorm)
     small = mmcv.imresize(image, (32, 32), interpolation='lanczos').astype(np.float32)
     torch.testing.assert_close(seen['view'][0].permute(1, 2, 0),
@@ -373,16 +412,15 @@ def test_beit_renders_predicted_and_reference_tokens(kind):
     one_token(model.head.cls_head.weight, model.head.cls_head.bias, 5)
     conv = model.target_generator.blocks.output.conv
     one_token(conv.w, conv.b, 3)
-    out = render_tokens(model, inputs, HIDDEN, PREDICTED)
+    out = render(model, inputs, hidden, PREDICTED)
     assert (out.prediction[~gray] == palette[5]).all() and (out.reference == palette[3]).all()
     assert '0 of 8 predicted tokens equal them' in out.note
     one_token(conv.w, conv.b, 5)
-    assert '8 of 8 predicted' in render_tokens(model, inputs, HIDDEN, PREDICTED).note
+    assert '8 of 8 predicted' in render(model, inputs, hidden, PREDICTED).note
 
 
-def test_bottleneck_mae_renders_pixels_of_the_predicted_patches():
-    from mim_plugins.webapp.renderers import render_bottleneck_pixels, renderer_for
-    model = build_tiny(dict(
+def tiny_bottleneck_mae() -> torch.nn.Module:
+    return build_tiny(dict(
         type='BottleneckMAE', data_preprocessor=SELFSUP,
         backbone=dict(type='BottleneckMAEViT', arch=ARCH, img_size=32, patch_size=8,
                       num_cls_tokens=2),
@@ -390,25 +428,32 @@ def test_bottleneck_mae_renders_pixels_of_the_predicted_patches():
                   decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2),
         head=dict(type='MAEPretrainHead', patch_size=8, norm_pix=True,
                   loss=dict(type='PixelReconstructionLoss', criterion='L2'))))
-    assert renderer_for(model) is render_bottleneck_pixels
+
+
+def test_bottleneck_mae_renders_pixels_of_the_predicted_patches():
+    model = tiny_bottleneck_mae()
     image = random_image(32)
     inputs = normalise(model.data_preprocessor, torch.from_numpy(image[None]))
     seen = record_masks(model.backbone)
     model.neck.register_forward_pre_hook(lambda m, args: seen.update(cls=args[0],
                                                                      pred=args[1]))
-    out = render_bottleneck_pixels(model, inputs, HIDDEN, PREDICTED)
+    out = render(model, inputs, HIDDEN, PREDICTED)
     # the encoder hides the hidden set; the decoder gets the 2 cls latents and the predicted set
-    assert torch.equal(seen['mask'], HIDDEN)
+    assert torch.equal(seen['mask'], PREDICTED) and torch.equal(seen['input_mask'][0], HIDDEN)
     assert seen['cls'].shape == (1, 2, 32) and torch.equal(seen['pred'][0], PREDICTED)
     assert out.prediction.shape == (32, 32, 3) and np.array_equal(out.reference, image)
+    assert 'predicted patches only' in out.what
     gray = cells(~PREDICTED, (4, 4), 32)
     assert (out.prediction[gray] == MASK_GRAY).all()
     assert not (out.prediction[~gray] == MASK_GRAY).all()
+    pixels = model.reconstruct(inputs, PREDICTED[None], HIDDEN[None])['pixels']
+    picture = denormalise(model.data_preprocessor, pixels)[0].numpy()
+    assert np.array_equal(out.prediction[~gray], picture[~gray])
 
     # a decoder that predicts 0 (norm_pix space) gives each predicted patch its own mean back
     model.neck.decoder_pred.weight.zero_()
     model.neck.decoder_pred.bias.zero_()
-    out = render_bottleneck_pixels(model, inputs, HIDDEN, PREDICTED)
+    out = render(model, inputs, HIDDEN, PREDICTED)
     means = inputs[0].reshape(3, 4, 8, 4, 8).permute(1, 3, 0, 2, 4).reshape(16, -1).mean(-1)
     pre = model.data_preprocessor
     colours = (means[:, None] * pre.std.flatten() + pre.mean.flatten()).round().byte().numpy()
@@ -417,8 +462,24 @@ def test_bottleneck_mae_renders_pixels_of_the_predicted_patches():
         assert np.abs(blocks[i].astype(int) - colours[i]).max() <= 1
 
 
+def test_rendering_follows_what_reconstruct_returns():
+    """The drawing is chosen by ``reconstruct``'s keys, whatever the class is called."""
+    model = tiny_bottleneck_mae()
+    inputs = normalise(model.data_preprocessor, torch.from_numpy(random_image(32)[None]))
+    model.__class__ = type('AnyName', (type(model), ), {})
+    assert np.array_equal(render(model, inputs, HIDDEN, PREDICTED).reference,
+                          random_image(32))
+
+    class Depth(type(model)):
+        def reconstruct(self, inputs, mask, input_mask=None):
+            return dict(depth=inputs[:, :1], where=mask)
+    model.__class__ = Depth
+    with pytest.raises(UserInputError, match=r'returned depth, where; the demo draws pixels, '
+                       r'hog, tokens\. Fix:'):
+        render(model, inputs, HIDDEN, PREDICTED)
+
+
 def test_bottleneck_maskfeat_renders_hog_of_the_predicted_patches():
-    from mim_plugins.webapp.renderers import gray_outside, render_bottleneck_hog
     model = build_tiny(dict(
         type='BottleneckMaskFeat', data_preprocessor=SELFSUP,
         backbone=dict(type='BottleneckMaskFeatViT', arch=ARCH, img_size=224, patch_size=16,
@@ -430,28 +491,29 @@ def test_bottleneck_maskfeat_renders_hog_of_the_predicted_patches():
     gen = torch.Generator().manual_seed(0)
     hidden = random_mask(1, 196, 0.5, generator=gen)[0]
     predicted = random_mask(1, 196, 0.75, generator=gen)[0]
-    seen = record_masks(model.backbone)
-    out = render_bottleneck_hog(model, inputs, hidden, predicted)
-    assert torch.equal(seen['mask'], predicted) and torch.equal(seen['input_mask'][0], hidden)
-    assert model.backbone.input_mask is None
+    out = render(model, inputs, hidden, predicted)
     hog = model.target_generator
     assert np.array_equal(out.reference, hog_picture(hog, hog(inputs), (14, 14)))
     gray = cells(~predicted, (14, 14), 224)
     assert (out.prediction[gray] == MASK_GRAY).all()
-    # the picture draws the neck's output at the predicted patches (here a constant HOG)
+    # the picture draws reconstruct's HOG at the predicted patches, the others left out
+    feats = model.reconstruct(inputs, predicted[None], hidden[None])['hog']
+    feats = feats * predicted[None, :, None]
+    assert np.array_equal(out.prediction,
+                          gray_outside(hog_picture(hog, feats, (14, 14)), predicted, (14, 14)))
+    # the encoder hides the hidden set (not the predicted one): another hidden set, another
+    # prediction of the same patches
+    other = random_mask(1, 196, 0.5, generator=gen)[0]
+    assert not np.array_equal(render(model, inputs, other, predicted).prediction, out.prediction)
+    # a constant HOG prediction is drawn as such
     feature = torch.rand(108, generator=gen)
     model.neck.fc.weight.zero_()
     model.neck.fc.bias.copy_(feature)
-    out = render_bottleneck_hog(model, inputs, hidden, predicted)
+    out = render(model, inputs, hidden, predicted)
     feats = feature.expand(1, 196, 108) * predicted[None, :, None]
     assert np.array_equal(out.prediction,
                           gray_outside(hog_picture(hog, feats, (14, 14)), predicted, (14, 14)))
     assert out.prediction[~gray].max() > 0
-    # the backbone's input mask is reset even when the forward fails
-    model.backbone.register_forward_pre_hook(lambda *a: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        render_bottleneck_hog(model, inputs, hidden, predicted)
-    assert model.backbone.input_mask is None
 
 
 def tiny_beit_config(tmp_path, dalle: str, name: str = 'beit_tiny.py') -> str:
@@ -469,7 +531,6 @@ def tiny_beit_config(tmp_path, dalle: str, name: str = 'beit_tiny.py') -> str:
 
 def test_beit_views_and_the_tokenizer_weights(tmp_path):
     from mmpretrain.registry import MODELS
-    from mim_plugins.visualization.loading import load_model
     missing = str(tmp_path / 'no_dalle.pth')
     config = tiny_beit_config(tmp_path, missing)
     init_default_scope('mmpretrain')
@@ -494,8 +555,7 @@ def test_beit_views_and_the_tokenizer_weights(tmp_path):
     loaded, _ = load_model(config, full)
     inputs = normalise(loaded.data_preprocessor,
                        torch.from_numpy(square_resize(np.array(Image.open(photo)), 64)[None]))
-    from mim_plugins.webapp.renderers import render_tokens
-    rendered = render_tokens(loaded, inputs, hidden, predicted)
+    rendered = render(loaded, inputs, hidden, predicted)
     composite = views.panels['reconstruction + visible']
     assert composite.shape == (256, 256, 3)  # 64² shown at 4x
     for where, want in ((predicted, upscale(rendered.prediction, 256)),

@@ -1,12 +1,13 @@
 # PascalVOC linear probing (Leopart protocol, ../mae/mae-base_linear_...) of a BEiT ViT-B/16 on
-# the stock, frozen BEiTViT with SemanticMIM's position handling: the learned absolute position
+# mmpretrain's BEiTViT, frozen (as ResizableBEiTViT, whose relative position tables also resize
+# with SciPy >= 1.14), with SemanticMIM's position handling: the learned absolute position
 # embedding of pretraining (resized to the 28x28 patch grid of 448x448 inputs), no relative bias.
 _base_ = ['../mae/mae-base_linear_8xb60-25e_voc12-448x448.py']
 
 model = dict(
     backbone=dict(
         _delete_=True,
-        type='mmpretrain.BEiTViT',
+        type='mmpretrain.ResizableBEiTViT',
         arch='base',
         img_size=448,
         patch_size=16,

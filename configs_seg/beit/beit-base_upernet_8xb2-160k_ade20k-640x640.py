@@ -2,10 +2,12 @@
 # mmseg's BEiT one: features of blocks 4, 6, 8 and 12 rescaled x4, x2, x1, x0.5 (Feature2Pyramid)
 # into UperNet (+ an FCN auxiliary head), 640x640 crops, 160k iterations of 8 GPUs x 2 images,
 # AdamW lr 3e-5, wd 0.05, layer-wise lr decay 0.9, 1500 warm-up iterations then poly, sliding
-# windows at test time. The encoder is the stock mmpretrain BEiTViT with SemanticMIM's position
+# windows at test time. The encoder is mmpretrain's BEiTViT (as ResizableBEiTViT, whose relative
+# position tables also resize to the 40x40 window with SciPy >= 1.14) with SemanticMIM's position
 # handling: a learned absolute position embedding (resized from 14x14 to 40x40 when it loads), no
 # relative position bias; layer scale. (BEiT's own relative bias: use_abs_pos_emb=False,
-# use_rel_pos_bias=True, for a checkpoint pretrained with it.) Change the checkpoint with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
+# use_rel_pos_bias=True, for a checkpoint pretrained with it.) Change the checkpoint with
+# --cfg-options model.backbone.init_cfg.checkpoint=PATH.
 _base_ = ['mmseg::beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py']
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
@@ -18,7 +20,7 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(
         _delete_=True,
-        type='mmpretrain.BEiTViT',
+        type='mmpretrain.ResizableBEiTViT',
         arch='base',
         img_size=640,
         patch_size=16,

@@ -3,10 +3,13 @@ import argparse
 from typing import List, Optional
 
 from mmengine.config import Config
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+from ..models.sample_masks import check_mask_fields
 from .checks import check_data_paths
-from .common import add_common_args, checkpoint_arg, load_config, set_amp, setup_launcher
+from .common import (add_checkpoint_report, add_common_args, checkpoint_arg, load_config, set_amp,
+                     setup_launcher)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -72,9 +75,11 @@ def make_resilient(cfg: Config, skip_corrupt_images: bool = False) -> None:
     cfg.custom_hooks = hooks
 
 
-def build_runner(args: argparse.Namespace) -> Runner:
-    """The mmengine Runner for ``args``: config merged with the flags, data paths checked."""
-    cfg = load_config(args)
+def build_runner(args: argparse.Namespace, cfg: Optional[Config] = None) -> Runner:
+    """The mmengine Runner for ``args``: config merged with the flags, data paths checked.
+    ``cfg``: the config ``load_config(args)`` returned, edited by the caller in between (the
+    tests shrink it to tiny data); None: loaded here."""
+    cfg = load_config(args) if cfg is None else cfg
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     set_amp(cfg, args.amp)
@@ -91,8 +96,12 @@ def build_runner(args: argparse.Namespace) -> Runner:
                 cfg[key].persistent_workers = False
     check_data_paths(cfg, ('train_dataloader',) + (() if args.no_validate else ('val_dataloader',)))
     make_resilient(cfg, args.skip_corrupt_images)
+    add_checkpoint_report(cfg)
     setup_launcher(cfg)
-    return Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(cfg)
+    # stock mmpretrain algorithms declare nothing themselves: refuse a mask field they ignore
+    check_mask_fields(runner.model.module if is_model_wrapper(runner.model) else runner.model)
+    return runner
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -31,7 +31,7 @@ from mmengine import fileio
 from mmpretrain.datasets.transforms import RandomResizedCrop
 from mmpretrain.registry import TRANSFORMS
 
-from ..apis.errors import UserInputError
+from ..utils.errors import UserInputError
 
 
 def part_map_path(part_root: str, img_prefix: str, img_path: str) -> str:

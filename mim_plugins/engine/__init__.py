@@ -1,6 +1,5 @@
 from ..utils.stack import seg_missing
 from .safe_checkpoints import allow_mmengine_checkpoints, unsafe_globals
-from . import checkpoint_report  # noqa: F401  (reports mismatching keys on every load)
 from . import hooks  # noqa: F401
 from .cpu_ddp import CPUDistributedDataParallel
 from .resumable_loop import ResumableEpochBasedTrainLoop

@@ -3,23 +3,20 @@
 mmengine's ``load_state_dict`` (behind ``init_cfg=dict(type='Pretrained', ...)``, ``load_from``
 and ``--resume``) warns about mismatching keys as two comma-joined lists, with shape mismatches
 buried in torch's messages before them. Loading stays non-strict (a fine-tune *expects* new head
-keys and unused decoder keys); this adds, after mmengine's own warning, one report: how many of
-the model's tensors were loaded, then the keys missing from the checkpoint (left as
-initialised), the checkpoint's keys the model does not use, and the shape mismatches, long lists
-grouped by their first name component.
+keys and unused decoder keys); :class:`LoadReporter` adds, before mmengine's own warning, one
+report: how many of the model's tensors were loaded, then the keys missing from the checkpoint
+(left as initialised), the checkpoint's keys the model does not use, the shape mismatches and
+the tensors the model's load hooks resized, long lists grouped by their first name component.
+
+Nothing is reported unless asked: wrap a load in ``with LoadReporter(model):``, or add
+``CheckpointReportHook`` to a run (``tools/train.py`` and ``tools/test.py`` do).
 """
 from collections import Counter
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-import mmengine.runner.checkpoint as mm_checkpoint
 import torch
-from mmengine.dist import get_rank
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
-
-# (the original, also when this module is imported twice, e.g. by importlib.reload)
-_mmengine_load_state_dict = getattr(mm_checkpoint.load_state_dict, 'mmengine_original',
-                                    mm_checkpoint.load_state_dict)
+from torch import nn
 
 
 def summarise_keys(keys: Sequence[str], limit: int = 8) -> str:
@@ -63,21 +60,54 @@ def checkpoint_report(model_state: Dict, checkpoint_state: Dict,
     return '\n'.join(lines)
 
 
-def load_state_dict(module, state_dict, strict: bool = False, logger=None) -> None:
-    """mmengine's ``load_state_dict``, then :func:`checkpoint_report` (rank 0)."""
-    model = module.module if is_model_wrapper(module) else module
-    # a tensor of another shape that changes while loading was resized by a load hook
-    current = model.state_dict()
-    before = {k: current[k].detach().clone() for k in _shape_differs(current, state_dict)}
-    _mmengine_load_state_dict(module, state_dict, strict=strict, logger=logger)
-    if get_rank() == 0:
-        after = model.state_dict()
-        resized = [k for k, v in before.items() if not torch.equal(v, after[k])]
-        print_log(checkpoint_report(after, state_dict, resized), logger=logger)
+class LoadReporter:
+    """Logs :func:`checkpoint_report` for the next ``load_state_dict`` into ``module`` (mmengine's
+    or torch's), then stops watching; a load into a model that contains ``module`` is that
+    model's to report, and is ignored. Use as ``with LoadReporter(model): model.init_weights()``
+    or call :meth:`remove` when no load is coming.
 
+    It watches through ``module``'s own load hooks: a pre-hook, put first so that it sees the
+    state dict before the module's hooks resize entries in it (mmpretrain's position embedding
+    and relative position tables), notes the checkpoint's tensors and copies the model's tensors
+    whose shape differs; a post-hook, which torch and mmengine call when the whole module is
+    loaded, reports. A tensor of another shape was resized by a load hook if the module's hooks
+    gave its entry the model's shape, or (hooks of submodules edit a copy) if it changed."""
 
-# mmengine looks the function up in its module at call time (PretrainedInit imports it inside
-# __call__, Runner.load_checkpoint goes through _load_checkpoint_to_model), so every checkpoint
-# load in a run that imported mim_plugins reports.
-load_state_dict.mmengine_original = _mmengine_load_state_dict
-mm_checkpoint.load_state_dict = load_state_dict
+    def __init__(self, module: nn.Module, logger: str = 'current') -> None:
+        self.logger = logger
+        self._checkpoint: Optional[Dict] = None
+        self._loading: Dict = {}
+        self._before: Dict[str, torch.Tensor] = {}
+        pre = module.register_load_state_dict_pre_hook(self._note)
+        # the order torch gives prepended forward hooks: this one runs before the module's own
+        module._load_state_dict_pre_hooks.move_to_end(pre.id, last=False)
+        self._handles = [pre, module.register_load_state_dict_post_hook(self._report)]
+
+    def _note(self, module: nn.Module, state_dict: Dict, prefix: str, *args) -> None:
+        if prefix:  # loaded as part of a larger model
+            return
+        self._checkpoint, self._loading = dict(state_dict), state_dict  # (hooks edit the latter)
+        current = module.state_dict()
+        self._before = {k: current[k].detach().clone()
+                        for k in _shape_differs(current, self._checkpoint)}
+
+    def _report(self, module: nn.Module, incompatible_keys) -> None:
+        if self._checkpoint is None:
+            return
+        after = module.state_dict()
+        resized = [k for k, v in self._before.items() if not torch.equal(v, after[k]) or
+                   tuple(getattr(self._loading.get(k), 'shape', ())) == tuple(v.shape)]
+        print_log(checkpoint_report(after, self._checkpoint, resized), logger=self.logger)
+        self.remove()
+
+    def remove(self) -> None:
+        """Stop watching (also when no load came)."""
+        for handle in self._handles:
+            handle.remove()
+        self._checkpoint, self._loading, self._before = None, {}, {}
+
+    def __enter__(self) -> 'LoadReporter':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()

@@ -31,8 +31,8 @@ from typing import Optional, Tuple
 
 import torch
 from mmengine.model.weight_init import trunc_normal_
-from mmpretrain.models.selfsup.beit import BEiT, BEiTPretrainViT
-from mmpretrain.models.selfsup.maskfeat import MaskFeat, MaskFeatViT
+from mmpretrain.models.selfsup.beit import BEiTPretrainViT
+from mmpretrain.models.selfsup.maskfeat import MaskFeatViT
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
@@ -71,7 +71,6 @@ class BottleneckMixin:
     """
 
     with_stack = True
-    input_mask: Optional[Tensor] = None  # set for one loss call by SeparateMaskMixin
 
     def __init__(self, *args, num_cls_tokens: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
@@ -99,15 +98,11 @@ class BottleneckMixin:
             return
         if self.num_cls_tokens > 1:
             trunc_normal_(self.extra_cls_tokens, std=0.02)
-        if isinstance(self, BEiTPretrainViT) and self.bottleneck_layers is not None:
-            for layer_id, layer in enumerate(self.bottleneck_layers, 1):
-                # BEiT's depth rescaling of the residual branches, for the twin stack too
-                layer.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
-                layer.ffn.layers[1].weight.data.div_((2.0 * layer_id) ** 0.5)
 
     def run_layer(self, layer: nn.Module, x: Tensor, bias: Optional[Tensor]) -> Tensor:
-        """One stock layer on ``x`` ``(B, N, C)``; ``bias`` ``(B, heads, N, N)`` or None."""
-        return layer(x, rel_pos_bias=bias) if isinstance(self, BEiTPretrainViT) else layer(x)
+        """One stock layer on ``x`` ``(B, N, C)``; ``bias`` ``(B, heads, N, N)`` or None (a
+        backbone family whose layers take a bias overrides this)."""
+        return layer(x)
 
     def embed(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Images ``(B, 3, H, W)`` → ``(cls tokens (B, N, C), patches (B, L, C),
@@ -175,12 +170,13 @@ class BottleneckMixin:
         norm = self.ln1 if self.final_norm else nn.Identity()
         return norm(main), None if pred is None else norm(pred)
 
-    def forward_full(self, x: Tensor, mask: Tensor, input_mask: Optional[Tensor] = None
-                     ) -> Tensor:
-        """The streams laid out as the stock masked forward lays out its output: ``(B, 1 + L,
-        C)``, the first cls token then one row per patch: the bottleneck output at predicted
-        patches, else the main output at visible ones, else zeros. Heads that read only the
-        predicted rows (``mask``) then work unchanged."""
+    def forward_with_main(self, x: Tensor, mask: Tensor, input_mask: Optional[Tensor] = None
+                          ) -> Tuple[Tensor, Tensor]:
+        """``(full (B, 1 + L, C), main (B, N + V, C))``: the streams laid out as the stock
+        masked forward lays out its output, the first cls token then one row per patch (the
+        bottleneck output at predicted patches, else the main output at visible ones, else
+        zeros; heads that read only the predicted rows then work unchanged), and the main
+        stream itself (what a supervised branch reads)."""
         main, pred = self.forward_streams(x, mask, input_mask)
         flat = mask.flatten(1).bool()
         hidden = flat if input_mask is None else input_mask.flatten(1).bool()
@@ -190,23 +186,24 @@ class BottleneckMixin:
         n = self.num_cls_tokens
         out[:, 1:][~hidden] = main[:, n:].reshape(-1, main.shape[-1])
         out[:, 1:][flat] = pred.reshape(-1, pred.shape[-1])
-        return out
+        return out, main
 
 
 @MODELS.register_module()
 class BottleneckMaskFeatViT(BottleneckMixin, MaskFeatViT):
     """``MaskFeatViT`` with the bottleneck; ``forward(x, mask)`` returns ``(B, 1 + L, C)`` as
-    the stock one does (see :meth:`BottleneckMixin.forward_full`), ``mask=None`` the plain ViT.
+    the stock one does (see :meth:`BottleneckMixin.forward_with_main`), ``mask=None`` the plain ViT.
 
     Args:
         num_cls_tokens: cls tokens that carry the image to the mask tokens (8 in SemanticMIM's
             MaskFeat recipe). Other arguments: ``MaskFeatViT``'s.
     """
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, mask: Optional[Tensor],
+                input_mask: Optional[Tensor] = None) -> Tensor:
         if mask is None:
             return super().forward(x, None)
-        return self.forward_full(x, mask, self.input_mask)
+        return self.forward_with_main(x, mask, input_mask)[0]
 
 
 @MODELS.register_module()
@@ -219,35 +216,22 @@ class BottleneckBEiTViT(BottleneckMixin, BEiTPretrainViT):
             BEiT recipe). Other arguments: ``BEiTPretrainViT``'s.
     """
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tuple[Tensor]:
+    def init_weights(self) -> None:
+        super().init_weights()
+        if isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained':
+            return
+        for layer_id, layer in enumerate(self.bottleneck_layers, 1):
+            # BEiT's depth rescaling of the residual branches, for the twin stack too
+            layer.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
+            layer.ffn.layers[1].weight.data.div_((2.0 * layer_id) ** 0.5)
+
+    def run_layer(self, layer: nn.Module, x: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """One BEiT layer, with the relative position bias of the tokens it runs on."""
+        return layer(x, rel_pos_bias=bias)
+
+    def forward(self, x: Tensor, mask: Optional[Tensor],
+                input_mask: Optional[Tensor] = None) -> Tuple[Tensor]:
         if mask is None:
             return super().forward(x, None)
-        self.shared_rel_pos_bias = None  # BEiT v2's neck would need the full sequence
-        return (self.forward_full(x, mask, self.input_mask), )
-
-
-class SeparateMaskMixin:
-    """Hands ``data_sample.input_mask`` (separate masks, written by ``MaskingDataPreprocessor``
-    with an ``input_mask_generator``) to the backbone for one ``loss`` call; the stock loss then
-    runs unchanged, its targets and loss on ``data_sample.mask``, the predicted patches."""
-
-    def loss(self, inputs, data_samples, **kwargs):
-        has = ['input_mask' in sample for sample in data_samples]
-        if any(has) and not all(has):
-            raise ValueError('only some data samples carry an input_mask')
-        self.backbone.input_mask = (torch.stack([s.input_mask for s in data_samples])
-                                    if any(has) else None)
-        try:
-            return super().loss(inputs, data_samples, **kwargs)
-        finally:
-            self.backbone.input_mask = None
-
-
-@MODELS.register_module()
-class BottleneckBEiT(SeparateMaskMixin, BEiT):
-    """BEiT v1 with a ``BottleneckBEiTViT``: DALL-E token targets, CE on the predicted patches."""
-
-
-@MODELS.register_module()
-class BottleneckMaskFeat(SeparateMaskMixin, MaskFeat):
-    """MaskFeat with a ``BottleneckMaskFeatViT``: HOG targets, L2 on the predicted patches."""
+        self.shared_rel_pos_bias = None  # as the stock forward leaves it; no v2 neck here
+        return (self.forward_with_main(x, mask, input_mask)[0], )

@@ -4,34 +4,47 @@ MAE's encoder already sees only the visible patches; the bottleneck goes into th
 mask tokens attend only to ``[cls tokens, mask tokens]``, never to the visible patches' latents,
 so the encoder's cls token(s) must carry everything the decoder needs to reconstruct. The
 decoder runs its stock blocks on ``[cls tokens, mask tokens of the predicted patches]``.
-Encoder and decoder keep mmpretrain's ``MAEViT`` / ``MAEPretrainDecoder`` parameter names.
+Encoder and decoder keep mmpretrain's ``MAEViT`` / ``MAEPretrainDecoder`` parameter names. The
+algorithm is :class:`~mim_plugins.models.masked_mae.MaskedMAE` (registered as
+``BottleneckMAE`` too).
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Optional, Union
 
 import torch
 from mmpretrain.models.necks.mae_neck import MAEPretrainDecoder
-from mmpretrain.models.selfsup.mae import MAE, MAEViT
+from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from ..masking import mask_to_indices, random_mask
 from .bottleneck import BottleneckMixin, gather_tokens
+from .semmae import check_patch_mask, restore_ids
 
 
 @MODELS.register_module()
 class BottleneckMAEViT(BottleneckMixin, MAEViT):
     """``MAEViT`` on a given mask with ``num_cls_tokens`` cls tokens (the extra ones in
-    ``extra_cls_tokens``, no position embedding). ``forward(x, mask)`` with a bool ``(B, L)``
-    mask (True = hidden) returns the latents ``(B, N + V, C)``: ``N`` cls tokens, then the
-    visible patches in ascending order; ``mask=None`` runs the plain ViT."""
+    ``extra_cls_tokens``, no position embedding).
+
+    ``forward(x, mask, input_mask=None)`` with a bool ``(B, L)`` mask (True = hidden; with
+    separate masks ``input_mask`` is the hidden one) returns MAE's triple: the latents
+    ``(B, N + V, C)`` (``N`` cls tokens, then the visible patches in ascending order), the
+    hidden mask ``(B, L)`` float and ``ids_restore``. ``mask=True`` draws MAE's random mask at
+    ``mask_ratio``; ``mask=None`` runs the plain ViT.
+    """
 
     with_stack = False  # the decoder is the bottleneck
 
-    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-        if mask is None:
+    def forward(self, x: Tensor, mask: Union[bool, Tensor, None] = True,
+                input_mask: Optional[Tensor] = None):
+        if mask is None or mask is False:
             return super().forward(x, None)
-        return self.forward_streams(x, None, mask)[0]
+        if mask is True:
+            mask = random_mask(len(x), self.num_patches, self.mask_ratio, device=x.device)
+        hidden = check_patch_mask(mask if input_mask is None else input_mask, len(x),
+                                  self.num_patches)
+        latent = self.forward_streams(x, None, hidden)[0]
+        return latent, hidden.float(), restore_ids(hidden)
 
 
 @MODELS.register_module()
@@ -43,6 +56,8 @@ class BottleneckMAEDecoder(MAEPretrainDecoder):
     predicted patches, zeros elsewhere (the head's loss reads only the predicted ones). Every
     cls token gets the decoder's cls position embedding.
     """
+
+    decodes_from_cls = True  # MaskedMAE hands it the cls latents and the predicted mask
 
     def forward(self, cls: Tensor, mask: Tensor) -> Tensor:
         num_cls = cls.shape[1]
@@ -57,40 +72,3 @@ class BottleneckMAEDecoder(MAEPretrainDecoder):
         out = pred.new_zeros(*mask.shape, pred.shape[-1])
         out[mask] = pred.reshape(-1, pred.shape[-1])
         return out
-
-
-@MODELS.register_module()
-class BottleneckMAE(MAE):
-    """MAE with a ``BottleneckMAEViT`` encoder and a ``BottleneckMAEDecoder`` neck.
-
-    Masks come from ``data_sample.mask`` (predicted patches) and, with separate masks,
-    ``data_sample.input_mask`` (patches hidden from the encoder), both written by
-    ``MaskingDataPreprocessor``; without them, MAE's random mask at the backbone's
-    ``mask_ratio`` serves as both.
-    """
-
-    def loss(self, inputs: Tensor, data_samples: List[DataSample],
-             **kwargs) -> Dict[str, Tensor]:
-        """MAE's pixel loss on the predicted patches of ``inputs`` ``(B, 3, H, W)``."""
-        mask, input_mask = self.masks(inputs, data_samples)
-        latent = self.backbone(inputs, input_mask)
-        pred = self.neck(latent[:, :self.backbone.num_cls_tokens], mask)
-        return dict(loss=self.head.loss(pred, inputs, mask.float()))
-
-    def masks(self, inputs: Tensor, data_samples: Optional[List[DataSample]]
-              ) -> Tuple[Tensor, Tensor]:
-        """``(mask, input_mask)``, bool ``(B, L)`` each."""
-        samples = data_samples or []
-        if not samples or not all('mask' in s for s in samples):
-            if any('mask' in s for s in samples):
-                raise ValueError('only some data samples carry a mask')
-            mask = random_mask(len(inputs), self.backbone.num_patches,
-                               self.backbone.mask_ratio, device=inputs.device)
-            return mask, mask
-        mask = torch.stack([s.mask.flatten() for s in samples]).bool()
-        has = ['input_mask' in s for s in samples]
-        if not any(has):
-            return mask, mask
-        if not all(has):
-            raise ValueError('only some data samples carry an input_mask')
-        return mask, torch.stack([s.input_mask.flatten() for s in samples]).bool()

@@ -2,7 +2,10 @@
 
 Masks are one axis of a config: ``MaskingDataPreprocessor`` wraps any data preprocessor and, in
 training, writes ``data_sample.mask`` (``(H, W)`` bool, ``True`` = masked), the field mmpretrain's
-BEiT, MaskFeat and SimMIM read and :class:`~mim_plugins.models.semmae.SemMAE` reads too. Drawing
+BEiT, MaskFeat and SimMIM read and our algorithms read through
+:func:`~mim_plugins.models.sample_masks.sample_masks`; a model whose algorithm would ignore a
+field written here is refused when it is built (:func:`~mim_plugins.models.sample_masks.
+check_mask_fields`). Drawing
 masks here rather than in the data pipeline matters for SemMAE: λ depends on the epoch, which
 persistent dataloader workers (separate processes, alive across epochs) would never see updated.
 """
@@ -36,10 +39,13 @@ class RandomMaskGenerator:
         """Random masks do not depend on the epoch."""
 
     def __call__(self, batch_size: int, part_ids: Optional[Tensor] = None,
-                 device: Optional[torch.device] = None) -> Tensor:
-        """A bool mask ``(batch_size, H, W)``; ``part_ids`` ``(B, H, W)`` only sets the grid."""
+                 device: Optional[torch.device] = None,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
+        """A bool mask ``(batch_size, H, W)``; ``part_ids`` ``(B, H, W)`` only sets the grid;
+        ``generator`` (on ``device``) makes the draw reproducible."""
         h, w = part_ids.shape[1:] if part_ids is not None else self.grid
-        mask = random_mask(batch_size, h * w, self.mask_ratio, device=device)
+        mask = random_mask(batch_size, h * w, self.mask_ratio, generator=generator,
+                           device=device)
         return mask.view(batch_size, h, w)
 
 
@@ -54,13 +60,18 @@ class BlockMaskGenerator(RandomMaskGenerator):
                  min_block: int = 16, max_block: Optional[int] = None, min_aspect: float = 0.3):
         super().__init__(mask_ratio, grid)
         self.block_args = dict(min_block=min_block, max_block=max_block, min_aspect=min_aspect)
-        block_mask(1, self.grid, mask_ratio, **self.block_args)  # validates the arguments now
+        # validates the arguments now, on a private generator (the global RNG is left alone)
+        block_mask(1, self.grid, mask_ratio, generator=torch.Generator().manual_seed(0),
+                   **self.block_args)
 
     def __call__(self, batch_size: int, part_ids: Optional[Tensor] = None,
-                 device: Optional[torch.device] = None) -> Tensor:
-        """A bool mask ``(batch_size, H, W)``; ``part_ids`` ``(B, H, W)`` only sets the grid."""
+                 device: Optional[torch.device] = None,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
+        """A bool mask ``(batch_size, H, W)``; ``part_ids`` ``(B, H, W)`` only sets the grid;
+        ``generator`` (a CPU one) makes the draw reproducible."""
         h, w = part_ids.shape[1:] if part_ids is not None else self.grid
-        mask = block_mask(batch_size, (h, w), self.mask_ratio, **self.block_args)
+        mask = block_mask(batch_size, (h, w), self.mask_ratio, generator=generator,
+                          **self.block_args)
         return mask.view(batch_size, h, w).to(device)
 
 
@@ -107,9 +118,11 @@ class SemanticPartMaskGenerator:
         return lambda_schedule(*self.epoch, kind=self.lam_schedule)
 
     def __call__(self, batch_size: int, part_ids: Optional[Tensor] = None,
-                 device: Optional[torch.device] = None) -> Tensor:
+                 device: Optional[torch.device] = None,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
         """A bool mask ``(B, H, W)`` from integer ``part_ids`` ``(B, H, W)``; see
-        :func:`mim_plugins.masking.semantic_part_mask` for the exact counts."""
+        :func:`mim_plugins.masking.semantic_part_mask` for the exact counts. ``generator``
+        (on ``device``) makes the draw reproducible."""
         if part_ids is None:
             raise ValueError(
                 'SemanticPartMaskGenerator needs per-patch part ids, but the batch has none. '
@@ -118,7 +131,7 @@ class SemanticPartMaskGenerator:
         if part_ids.shape[0] != batch_size:
             raise ValueError(f'part_ids hold {part_ids.shape[0]} images, the batch {batch_size}')
         part_ids = part_ids.to(device)
-        mask = semantic_part_mask(part_ids.flatten(1), self.mask_ratio, self.lam)
+        mask = semantic_part_mask(part_ids.flatten(1), self.mask_ratio, self.lam, generator)
         return mask.view(part_ids.shape)
 
 
@@ -154,6 +167,10 @@ class MaskingDataPreprocessor(BaseDataPreprocessor):
                              else preprocessor)
         self.mask_generator = _build(mask_generator)
         self.input_mask_generator = _build(input_mask_generator)
+
+    def written_fields(self) -> Tuple[str, ...]:
+        """The data-sample fields training batches get: ``mask`` (+ ``input_mask``)."""
+        return ('mask', 'input_mask') if self.input_mask_generator is not None else ('mask', )
 
     @property
     def generators(self) -> List[object]:

@@ -1,80 +1,66 @@
-"""MAE whose encoder takes a given mask (SemMAE's semantic-guided one, or any other).
+"""MAE's encoder on a given mask (SemMAE's semantic-guided one, or any other).
 
-Only the masking step changes: ``SemMAEViT`` keeps the visible tokens a given ``(B, L)`` bool mask
-says instead of drawing random ones, and ``SemMAE`` passes it the mask that
-``MaskingDataPreprocessor`` wrote into the data samples. Parameter names are mmpretrain's
-``MAEViT``/``MAE`` ones, so the encoder loads into a stock ``VisionTransformer``
-(``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``).
+``SemMAEViT`` is mmpretrain's ``MAEViT`` whose ``forward(x, mask, input_mask=None)`` keeps the
+visible tokens a given ``(B, L)`` bool mask says instead of drawing random ones. Parameter names
+are ``MAEViT``'s, so the encoder loads into a stock ``VisionTransformer``
+(``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``). The algorithm that
+reads the masks from the data samples is :class:`~mim_plugins.models.masked_mae.MaskedMAE`
+(registered as ``SemMAE`` too).
 """
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
-from mmpretrain.models.selfsup.mae import MAE, MAEViT
+from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.registry import MODELS
-from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from ..masking import mask_to_indices
+from .bottleneck import gather_tokens
+
+
+def check_patch_mask(mask: Tensor, batch: int, num_patches: int, what: str = 'mask') -> Tensor:
+    """``mask`` ``(B, L)`` or ``(B, h, w)`` bool as ``(B, L)``; a ``ValueError`` naming the
+    shapes otherwise."""
+    if mask.dtype != torch.bool or len(mask) != batch or mask[0].numel() != num_patches:
+        raise ValueError(f'the {what} must be bool ({batch}, {num_patches}) (batch, patches), '
+                         f'got {mask.dtype} {tuple(mask.shape)}')
+    return mask.flatten(1)
+
+
+def restore_ids(hidden: Tensor) -> Tensor:
+    """MAE's ``ids_restore`` ``(B, L)`` for a bool mask ``(B, L)``: visible patches first, each
+    group in ascending order."""
+    ids_keep, ids_hidden = mask_to_indices(hidden)
+    return torch.cat([ids_keep, ids_hidden], 1).argsort(1)
 
 
 @MODELS.register_module()
 class SemMAEViT(MAEViT):
-    """``MAEViT`` whose ``forward(x, mask)`` also accepts a bool mask ``(B, L)``, ``True`` =
-    masked; every row must mask the same number of patches. ``mask=True`` masks at random as
-    ``MAEViT`` does, ``None``/``False`` runs the plain ViT."""
+    """``MAEViT`` whose forward takes the mask as an argument.
 
-    _given_mask: Optional[Tensor] = None
+    ``forward(x, mask, input_mask=None)``: ``mask`` bool ``(B, L)`` (True = masked, the same
+    count in every row) hides those patches; with separate masks ``input_mask`` is what the
+    encoder hides and ``mask`` only what the decoder's loss predicts. ``mask=True`` draws
+    ``MAEViT``'s random mask (the stock code path, bit for bit), ``None``/``False`` runs the
+    plain ViT.
+    """
 
-    def forward(self, x: Tensor, mask: Union[bool, Tensor, None] = True
-                ) -> Tuple[Tensor, Tensor, Tensor]:
-        """Returns ``(latent (B, 1 + L - M, C), mask (B, L) float with 1 = masked,
-        ids_restore (B, L))`` as ``MAEViT`` does, for the given or a random mask."""
+    def forward(self, x: Tensor, mask: Union[bool, Tensor, None] = True,
+                input_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """Returns ``(latent (B, 1 + V, C), hidden (B, L) float with 1 = hidden,
+        ids_restore (B, L))`` as ``MAEViT`` does; the ``V`` visible patches in ascending
+        order for a given mask."""
         if not isinstance(mask, Tensor):
+            if input_mask is not None:
+                raise ValueError('input_mask needs a given mask too (mask=True draws one)')
             return super().forward(x, mask)
-        if mask.dtype != torch.bool or mask.shape != (x.shape[0], self.num_patches):
-            raise ValueError(f'the mask must be bool ({x.shape[0]}, {self.num_patches}) '
-                             f'(batch, patches), got {mask.dtype} {tuple(mask.shape)}')
-        # MAEViT.forward embeds, masks through `random_masking`, then runs the layers; handing
-        # the mask to `random_masking` keeps that forward, stock, for everything else.
-        self._given_mask = mask
-        try:
-            return super().forward(x, True)
-        finally:
-            self._given_mask = None
-
-    def random_masking(self, x: Tensor, mask_ratio: float = 0.75
-                       ) -> Tuple[Tensor, Tensor, Tensor]:
-        """Visible tokens ``(B, L - M, C)`` of ``x`` ``(B, L, C)``, in ascending patch order,
-        the float mask and ``ids_restore``; random unless a mask was given to ``forward``."""
-        if self._given_mask is None:
-            return super().random_masking(x, mask_ratio)
-        ids_keep, ids_masked = mask_to_indices(self._given_mask)
-        visible = x.gather(1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        ids_restore = torch.cat([ids_keep, ids_masked], 1).argsort(1)
-        return visible, self._given_mask.float(), ids_restore
-
-
-@MODELS.register_module()
-class SemMAE(MAE):
-    """MAE trained on the masks in ``data_sample.mask`` (``(H, W)`` bool, written by
-    ``MaskingDataPreprocessor``); random MAE masking when the samples carry none. The backbone
-    must accept a mask tensor, as ``SemMAEViT`` does."""
-
-    def loss(self, inputs: Tensor, data_samples: List[DataSample],
-             **kwargs) -> Dict[str, Tensor]:
-        """MAE's pixel loss on the masked patches of ``inputs`` ``(B, 3, H, W)``."""
-        given = self.masks_from_samples(data_samples)
-        latent, mask, ids_restore = self.backbone(inputs, mask=given)
-        pred = self.neck(latent, ids_restore)
-        return dict(loss=self.head.loss(pred, inputs, mask))
-
-    @staticmethod
-    def masks_from_samples(data_samples: Optional[List[DataSample]]) -> Union[bool, Tensor]:
-        """``(B, L)`` bool from the samples' masks, or True (random masking) if none has one."""
-        has = [sample is not None and 'mask' in sample for sample in data_samples or []]
-        if not any(has):
-            return True
-        if not all(has):
-            raise ValueError('only some data samples carry a mask; a batch is masked either '
-                             'all by MaskingDataPreprocessor or all at random')
-        return torch.stack([sample.mask.flatten() for sample in data_samples]).bool()
+        hidden = input_mask if input_mask is not None else mask
+        hidden = check_patch_mask(hidden, len(x), self.num_patches,
+                                  'input_mask' if input_mask is not None else 'mask')
+        patches = self.patch_embed(x)[0] + self.pos_embed[:, 1:, :]
+        ids_keep, _ = mask_to_indices(hidden)
+        cls = (self.cls_token + self.pos_embed[:, :1, :]).expand(len(x), -1, -1)
+        out = torch.cat([cls, gather_tokens(patches, ids_keep)], 1)
+        for layer in self.layers:
+            out = layer(out)
+        return self.norm1(out), hidden.float(), restore_ids(hidden)

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Pattern, Tupl
 
 from torch import Tensor
 
-from ..apis.errors import UserInputError
+from .errors import UserInputError
 
 # (official block part, mmpretrain TransformerEncoderLayer part)
 BLOCK_PARTS = (('norm1', 'ln1'), ('attn.qkv', 'attn.qkv'), ('attn.proj', 'attn.proj'),

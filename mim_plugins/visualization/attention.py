@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
 from ..utils.errors import UserInputError
-from .reconstruction import save_grid
+from .images import save_grid
 
 QUERY_RED = (255, 0, 0)
 

@@ -1,8 +1,10 @@
-"""Reading user images for the figures and the web demo, with one clear error per bad file."""
+"""Reading user images for the figures and the web demo, with one clear error per bad file;
+saving figures as titled grids."""
 import os.path as osp
+from typing import List, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from ..utils.errors import MissingFileError, UserInputError
 
@@ -61,3 +63,38 @@ def display_size(size: int, least: int = 224) -> int:
     """Side at which a ``size``-pixel model input is shown: the smallest whole multiple of it
     that is at least ``least`` pixels (28 -> 224, 224 -> 224, 100 -> 300)."""
     return size * max(1, -(-least // size))
+
+
+def title_font(size: int = 10) -> ImageFont.ImageFont:
+    """DejaVu Sans (system or matplotlib's copy), which has Greek letters such as λ; Pillow's
+    default font draws them as boxes and is the fallback."""
+    candidates = ['DejaVuSans.ttf']
+    try:
+        import matplotlib
+        candidates.append(osp.join(matplotlib.get_data_path(), 'fonts', 'ttf', 'DejaVuSans.ttf'))
+    except ImportError:
+        pass
+    for name in candidates:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
+def save_grid(rows: List[List[np.ndarray]], path: str, titles: Sequence[str] = (),
+              cell: int = 112, pad: int = 4) -> None:
+    """Save ``rows`` of equally many (H, W, 3) uint8 images as a PNG grid with column titles."""
+    n_cols = len(rows[0])
+    header = 14
+    grid = Image.new('RGB', (n_cols * (cell + pad) + pad, header + len(rows) * (cell + pad) + pad),
+                     'white')
+    draw = ImageDraw.Draw(grid)
+    font = title_font()
+    for c, title in enumerate(titles[:n_cols]):
+        draw.text((pad + c * (cell + pad), 1), title, fill='black', font=font)
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            tile = Image.fromarray(img).resize((cell, cell), Image.NEAREST)
+            grid.paste(tile, (pad + c * (cell + pad), header + pad + r * (cell + pad)))
+    grid.save(path)

@@ -2,8 +2,12 @@
 
 Unlike mmengine's non-strict loading, which only warns, a checkpoint that does not fit the
 config's architecture is an error here: a figure drawn from randomly initialised weights
-looks plausible and is wrong.
+looks plausible and is wrong. The demo and the figures draw what an algorithm's
+``reconstruct(inputs, mask, input_mask)`` returns; configs of mmpretrain's stock ``MAE`` /
+``MaskFeat`` / ``BEiT`` are built as ours (:func:`masked_algorithm`), which have the same
+parameters and that method.
 """
+import copy
 import os.path as osp
 from typing import Dict, Optional, Tuple
 
@@ -39,19 +43,33 @@ def read_config(config: str) -> Config:
     return cfg
 
 
-def read_state_dict(checkpoint: str) -> Dict[str, torch.Tensor]:
-    """The state dict of ``checkpoint`` (a tools/train.py file or a bare state dict)."""
+def _read_checkpoint(checkpoint: str) -> object:
+    """Whatever ``checkpoint`` holds, with a clear error for a missing or unreadable file."""
     from mmengine.runner.checkpoint import _load_checkpoint
 
     if not osp.isfile(checkpoint):
         raise MissingFileError(f"Checkpoint '{checkpoint}' does not exist. Fix: pass a .pth "
                                'file written by tools/train.py (e.g. work_dirs/.../epoch_N.pth).')
     try:
-        state = _load_checkpoint(checkpoint, map_location='cpu')
+        return _load_checkpoint(checkpoint, map_location='cpu')
     except Exception as exc:  # noqa: BLE001  (truncated file, not a torch file, ...)
         raise UserInputError(f"Checkpoint '{checkpoint}' could not be read "
                              f'({type(exc).__name__}: {exc}). Fix: pass a complete .pth file '
                              'written by tools/train.py or a model converter.') from None
+
+
+def trained_epochs(checkpoint: str) -> Optional[int]:
+    """How many epochs ``checkpoint`` had trained (``meta['epoch']`` of a tools/train.py file),
+    or None when it does not say (a bare state dict, a converted file)."""
+    state = _read_checkpoint(checkpoint)
+    meta = state.get('meta') if isinstance(state, dict) else None
+    epoch = meta.get('epoch') if isinstance(meta, dict) else None
+    return epoch if isinstance(epoch, int) else None
+
+
+def read_state_dict(checkpoint: str) -> Dict[str, torch.Tensor]:
+    """The state dict of ``checkpoint`` (a tools/train.py file or a bare state dict)."""
+    state = _read_checkpoint(checkpoint)
     state = state.get('state_dict', state) if isinstance(state, dict) else state
     if isinstance(state, dict) and ('patch_embed.proj.weight' in state
                                     or isinstance(state.get('model'), dict)):
@@ -97,15 +115,65 @@ def build_preprocessor(cfg: Config) -> nn.Module:
     return MODELS.build(dict(pre) if pre else dict(_DEFAULT_PREPROCESSOR))
 
 
+def _registered(model_type: object) -> Optional[type]:
+    """The class a config's ``type`` names (a registered name or the class itself), or None."""
+    from mmpretrain.registry import MODELS
+
+    if isinstance(model_type, type):
+        return model_type
+    return MODELS.get(model_type) if isinstance(model_type, str) else None
+
+
+def masked_algorithm(model_cfg: dict) -> dict:
+    """A copy of ``model_cfg`` in which mmpretrain's stock ``MAE`` (with ``MAEViT``),
+    ``MaskFeat`` and ``BEiT`` are ``MaskedMAE`` (with ``SemMAEViT``), ``MaskedMaskFeat`` and
+    ``MaskedBEiT``: the same parameters, so the same checkpoints load, plus ``reconstruct``.
+    Any other model (ours, a classifier, a subclass of a stock one) is copied unchanged."""
+    from mmpretrain.models import BEiT, MAE, MAEViT, MaskFeat
+
+    ours = {MAE: ('MaskedMAE', {MAEViT: 'SemMAEViT'}), MaskFeat: ('MaskedMaskFeat', {}),
+            BEiT: ('MaskedBEiT', {})}
+    model_cfg = copy.deepcopy(model_cfg)
+    found = ours.get(_registered(model_cfg.get('type')))
+    if found is None:
+        return model_cfg
+    model_cfg['type'], backbones = found
+    backbone = model_cfg.get('backbone')
+    if isinstance(backbone, dict) and _registered(backbone.get('type')) in backbones:
+        backbone['type'] = backbones[_registered(backbone['type'])]
+    return model_cfg
+
+
+def can_reconstruct(model_cfg: dict) -> bool:
+    """Whether the demo and the figures can draw the model of ``model_cfg``: its type, after
+    :func:`masked_algorithm`, is a registered class with a ``reconstruct`` method."""
+    model_type = masked_algorithm(model_cfg).get('type')
+    return callable(getattr(_registered(model_type), 'reconstruct', None))
+
+
+def need_reconstruct(model: nn.Module, who: str) -> None:
+    """A ``UserInputError`` unless ``model`` has ``reconstruct``; ``who`` starts the message
+    (e.g. ``'The demo'``)."""
+    if not callable(getattr(model, 'reconstruct', None)):
+        raise UserInputError(
+            f'{who} cannot show a {type(model).__name__} model: it has no '
+            'reconstruct(inputs, mask, input_mask) method saying what it predicts. Fix: choose '
+            'a pretraining config and its checkpoint (MAE, SupMAE, SemMAE, MaskFeat, BEiT, or '
+            'one of them with the SemanticMIM bottleneck), not a fine-tuned classifier; for a '
+            'new algorithm, give it a reconstruct method as mim_plugins/models/masked_mae.py '
+            'does.')
+
+
 def load_model(config: str, checkpoint: str) -> Tuple[nn.Module, Config]:
-    """The config's whole model (data preprocessor included) with the checkpoint's weights, in
-    eval mode on the CPU. Never calls ``init_weights``, so nothing is downloaded (BEiT's
-    tokenizer, pretrained ``init_cfg`` files): every weight comes from ``checkpoint``, except a
-    target generator the checkpoint lacks (see :func:`_target_generator_weights`)."""
+    """The config's whole model (data preprocessor included; stock MAE / MaskFeat / BEiT as
+    :func:`masked_algorithm` maps them) with the checkpoint's weights, in eval mode on the CPU.
+    Never calls ``init_weights``, so nothing is downloaded (BEiT's tokenizer, pretrained
+    ``init_cfg`` files): every weight comes from ``checkpoint``, except a target generator the
+    checkpoint lacks (see :func:`_target_generator_weights`)."""
     from mmpretrain.registry import MODELS
 
     cfg = read_config(config)
-    model_cfg = cfg.model.copy()
+    model_cfg = masked_algorithm(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor', None))
     try:
         model = MODELS.build(model_cfg)

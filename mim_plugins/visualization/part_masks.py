@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..masking import num_masked, semantic_part_mask
 from ..utils.errors import MissingFileError, UserInputError
-from .reconstruction import save_grid
+from .images import save_grid
 
 MASK_GRAY = (128, 128, 128)
 

@@ -2,8 +2,8 @@
 and attention of a pretrained checkpoint, on CPU. The inference lives in plain modules
 (``views``, ``masks``, ``parts``, ``renderers``); only ``app`` imports Gradio."""
 from .masks import STRATEGIES, draw_masks
-from .renderers import RENDERERS, Rendered, register, renderer_for
+from .renderers import DRAWERS, Rendered, render
 from .views import PANELS, Request, Views, compute_views, examples
 
-__all__ = ['STRATEGIES', 'draw_masks', 'RENDERERS', 'Rendered', 'register', 'renderer_for',
-           'PANELS', 'Request', 'Views', 'compute_views', 'examples']
+__all__ = ['STRATEGIES', 'draw_masks', 'DRAWERS', 'Rendered', 'render', 'PANELS', 'Request',
+           'Views', 'compute_views', 'examples']

@@ -1,13 +1,13 @@
 """The checkpoints the demo offers: the main job's MAE first, then every pretraining run found
-under ``work_dirs/`` whose model type the demo can draw."""
+under ``work_dirs/`` whose model the demo can draw (``can_reconstruct``)."""
 import glob
 import os.path as osp
 from typing import Dict, Optional, Tuple
 
-from .renderers import RENDERERS
+from ..visualization.loading import can_reconstruct
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-# The main job's pretraining (mim_plugins/apis/demo.py: PRETRAIN into work_dirs/demo/mae_pretrain).
+# The main job's pretraining (tools/demo_stages.py: PRETRAIN into work_dirs/demo/mae_pretrain).
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'mae', 'mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py')
 DEMO_WORK_DIR = osp.join(ROOT, 'work_dirs', 'demo', 'mae_pretrain')
 DEMO_LABEL = 'main job: MAE, ViT-tiny p4, MNIST-5k (make demo)'
@@ -32,19 +32,23 @@ def demo_checkpoint() -> Optional[str]:
     return _last_checkpoint(DEMO_WORK_DIR)
 
 
-def _model_type(config: str) -> Optional[str]:
+def _shown_type(config: str) -> Optional[str]:
+    """The model type of ``config`` when the demo can draw its model, else None."""
     from mmengine.config import Config
     try:
-        model_type = Config.fromfile(config).model.type
+        model_cfg = Config.fromfile(config).model
+        model_type = model_cfg.type
+        shown = isinstance(model_type, str) and can_reconstruct(model_cfg)
     except Exception:  # noqa: BLE001  (an unreadable dump is simply not offered)
         return None
-    return model_type if isinstance(model_type, str) else None
+    return model_type if shown else None
 
 
 def find_checkpoints(work_dirs: str = osp.join(ROOT, 'work_dirs')) -> Dict[str, Tuple[str, str]]:
     """``{label: (config, checkpoint)}``: the main job's MAE (if trained), then each work dir
     with a ``last_checkpoint`` and exactly one config dump (tools/train.py writes both) whose
-    model type has a renderer; labels are the work dir relative to ``work_dirs``."""
+    model has ``reconstruct`` (stock MAE / MaskFeat / BEiT as ours); labels are the work dir
+    relative to ``work_dirs`` and the config's model type."""
     found: Dict[str, Tuple[str, str]] = {}
     demo = demo_checkpoint()
     if demo:
@@ -55,7 +59,7 @@ def find_checkpoints(work_dirs: str = osp.join(ROOT, 'work_dirs')) -> Dict[str, 
         configs = glob.glob(osp.join(work_dir, '*.py'))
         if checkpoint is None or len(configs) != 1 or checkpoint == demo:
             continue
-        model_type = _model_type(configs[0])
-        if model_type in RENDERERS:
+        model_type = _shown_type(configs[0])
+        if model_type is not None:
             found[f'{osp.relpath(work_dir, work_dirs)} ({model_type})'] = (configs[0], checkpoint)
     return found

@@ -3,7 +3,10 @@
 Every strategy returns two bool ``(L,)`` masks on the raster-order patch grid, True = in the set:
 ``hidden`` (removed from the encoder input) and ``predicted`` (what the reconstruction shows).
 They are the same mask except for SemanticMIM's *separate masks*, where both are drawn
-independently, each with its own ratio (a predicted patch may be one the encoder sees).
+independently, each with its own ratio (a predicted patch may be one the encoder sees). The
+masks come from the mask generators training uses (``RandomMaskGenerator``,
+``BlockMaskGenerator``, ``SemanticPartMaskGenerator``), each draw from one seeded
+``torch.Generator``.
 """
 from typing import Optional, Tuple
 
@@ -11,7 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..masking import block_mask, num_masked, random_mask, semantic_part_mask
+from ..masking import num_masked
+from ..models.mask_generators import (BlockMaskGenerator, RandomMaskGenerator,
+                                      SemanticPartMaskGenerator)
 from ..utils.errors import UserInputError
 
 STRATEGIES = ('random', 'block', 'part-guided', 'separate')
@@ -29,11 +34,12 @@ def draw_masks(strategy: str, grid: Tuple[int, int], mask_ratio: float, seed: in
     """``(hidden, predicted)``, bool ``(h * w,)`` each, for one image.
 
     Args:
-        strategy: one of :data:`STRATEGIES`: MAE's uniform ``random``; BEiT-style ``block``
-            (:func:`mim_plugins.masking.block_mask`, exact count); SemMAE's ``part-guided``
-            (:func:`~mim_plugins.masking.semantic_part_mask` with ``lam``, needs ``part_ids``
-            (h, w)); ``separate``: two independent random masks, ``hidden`` at ``mask_ratio``
-            and ``predicted`` at ``predicted_ratio``.
+        strategy: one of :data:`STRATEGIES`: MAE's uniform ``random`` (``RandomMaskGenerator``);
+            BEiT-style ``block`` (``BlockMaskGenerator``, exact count, blocks of at least
+            :func:`block_min_patches`); SemMAE's ``part-guided`` (``SemanticPartMaskGenerator``
+            at the constant λ ``lam``, needs ``part_ids`` (h, w)); ``separate``: two
+            independent random masks, ``hidden`` at ``mask_ratio`` and ``predicted`` at
+            ``predicted_ratio``.
         grid: (h, w) patch grid.
         mask_ratio: fraction hidden from the encoder, in (0, 1); the counts are
             :func:`~mim_plugins.masking.num_masked`'s.
@@ -51,19 +57,23 @@ def draw_masks(strategy: str, grid: Tuple[int, int], mask_ratio: float, seed: in
                                  f'grid ({exc}). Fix: choose a ratio that keeps at least one '
                                  'patch visible.') from None
     generator = torch.Generator().manual_seed(int(seed))
-    if strategy == 'random':
-        hidden = random_mask(1, length, mask_ratio, generator=generator)[0]
-    elif strategy == 'block':
-        hidden = block_mask(1, tuple(grid), mask_ratio, min_block=block_min_patches(length),
-                            generator=generator)[0]
-    elif strategy == 'part-guided':
+    ids = None
+    if strategy == 'part-guided':
         if part_ids is None:
             raise UserInputError('Part-guided masks need a part map of the image. Fix: choose '
                                  'another strategy, or give part centroids.')
-        ids = torch.from_numpy(np.asarray(part_ids, dtype=np.int64)).flatten()
-        hidden = semantic_part_mask(ids, mask_ratio, float(lam), generator=generator)[0]
+        if not 0.0 <= lam <= 1.0:
+            raise UserInputError(f'λ = {lam} is outside [0, 1]. Fix: choose λ from 1 '
+                                 '(intra-part) to 0 (inter-part).')
+        ids = torch.from_numpy(np.asarray(part_ids, dtype=np.int64)).view(1, *grid)
+        masker = SemanticPartMaskGenerator(mask_ratio, lam_schedule='constant',
+                                           lam_value=float(lam))
+    elif strategy == 'block':
+        masker = BlockMaskGenerator(mask_ratio, grid, min_block=block_min_patches(length))
     else:
-        hidden = random_mask(1, length, mask_ratio, generator=generator)[0]
-        predicted = random_mask(1, length, predicted_ratio, generator=generator)[0]
-        return hidden, predicted
-    return hidden, hidden.clone()
+        masker = RandomMaskGenerator(mask_ratio, grid)
+    hidden = masker(1, ids, None, generator).flatten()
+    if strategy != 'separate':
+        return hidden, hidden.clone()
+    predicted = RandomMaskGenerator(predicted_ratio, grid)(1, None, None, generator).flatten()
+    return hidden, predicted

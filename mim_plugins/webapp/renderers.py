@@ -1,30 +1,32 @@
-"""What each pretraining method predicts, drawn as an image: one function per model type.
+"""What a pretraining algorithm predicts, drawn as an image for the web demo.
 
-``RENDERERS`` maps a model class name (``cfg.model.type``) to a function
-``render(model, inputs, hidden, predicted) -> Rendered``:
+:func:`render` calls the algorithm's own ``reconstruct(inputs, mask, input_mask)`` (e.g.
+:class:`~mim_plugins.models.masked_mae.MaskedMAE`, ``MaskedMaskFeat``, ``MaskedBEiT``; stock
+mmpretrain configs are built as those by :func:`~mim_plugins.visualization.loading.
+masked_algorithm`) and draws what it returns, chosen by its keys (:data:`DRAWERS`):
 
-* ``inputs``: (1, 3, H, W) the image normalised by the model's data preprocessor;
-* ``hidden``: bool (L,) patches removed from the encoder input; ``predicted``: bool (L,)
-  patches whose prediction is shown (the same mask unless masks are separate).
+* ``pixels`` ``(1, 3, H, W)``: the predicted image (MAE family), against the input;
+* ``hog`` and ``target`` ``(1, L, D)``: predicted and target HOG (MaskFeat), line drawings;
+* ``tokens`` ``(1, L)``: predicted DALL-E token ids (BEiT), one colour per id, against the
+  tokenizer's tokens of BEiT's second view.
 
-``Rendered.prediction`` is the model's output over the grid (MAE, MaskFeat: every patch; the
-bottleneck models and BEiT: the predicted patches, gray elsewhere) and ``Rendered.reference``
-the same kind of image computed from the input itself (the pixels for MAE, the HOG target
-for MaskFeat, the tokenizer's DALL-E tokens for BEiT); the demo pastes the reference on the
-visible patches. A new method is one decorated function here.
+``where`` ``(1, L)`` bool says which patches hold a prediction; the others are drawn gray (the
+bottleneck models and BEiT predict only the predicted patches). ``Rendered.reference`` is the
+same kind of picture computed from the input itself; the demo pastes it on the visible
+patches. A new algorithm needs a ``reconstruct`` returning one of these keys (or a drawer here
+for a new key), never a change to the demo.
 """
-from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, NamedTuple, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..masking import mask_to_indices
+from ..models.sample_masks import consumed_fields
 from ..utils.errors import UserInputError
-from ..visualization.loading import denormalise, normalise_second_view
-from ..visualization.part_masks import MASK_GRAY
-from ..visualization.reconstruction import mae_reconstruct
+from ..visualization.attention import patch_grid
+from ..visualization.loading import denormalise, need_reconstruct, normalise_second_view
+from ..visualization.part_masks import masked_image
 
 
 class Rendered(NamedTuple):
@@ -34,59 +36,30 @@ class Rendered(NamedTuple):
     note: str = ''  # anything else the demo should say about them
 
 
-Renderer = Callable[[nn.Module, Tensor, Tensor, Tensor], Rendered]
-RENDERERS: Dict[str, Renderer] = {}
+Drawer = Callable[[nn.Module, Tensor, Dict[str, Tensor]], Rendered]
 
 
-def register(*model_types: str) -> Callable[[Renderer], Renderer]:
-    """Decorator: ``render`` draws the predictions of every model type named."""
-    def add(render: Renderer) -> Renderer:
-        for name in model_types:
-            RENDERERS[name] = render
-        return render
-    return add
+def gray_outside(picture: np.ndarray, keep: Tensor, grid: Tuple[int, int]) -> np.ndarray:
+    """A copy of ``picture`` (H, W, 3) uint8 with every patch not in ``keep`` (L,) bool painted
+    ``MASK_GRAY``: where the model predicts nothing."""
+    return masked_image(picture, ~keep.view(grid).numpy())
 
 
-def renderer_for(model: nn.Module) -> Renderer:
-    """The render function of ``model``'s type, or a ``UserInputError`` naming those known."""
-    name = type(model).__name__
-    if name not in RENDERERS:
-        raise UserInputError(
-            f'The demo cannot show a {name} model: it draws {", ".join(sorted(RENDERERS))} '
-            'pretraining checkpoints. Fix: choose a pretraining config and its checkpoint (not '
-            'a fine-tuned classifier), or add a render function to mim_plugins/webapp/'
-            'renderers.py.')
-    return RENDERERS[name]
+def where_note(where: Tensor) -> str:
+    """How much of the grid ``where`` (L,) bool covers, for ``Rendered.what``."""
+    if bool(where.all()):
+        return 'of every patch'
+    return ('of the predicted patches only (this model predicts nothing at the others); gray '
+            'elsewhere')
 
 
-@contextmanager
-def given_mask(backbone: nn.Module, mask: Tensor) -> Iterator[None]:
-    """Make an ``MAEViT`` (or subclass) mask exactly ``mask`` (B, L) bool, True = hidden,
-    instead of drawing a random mask: its ``forward`` calls ``self.random_masking``, which
-    this instance attribute shadows for the duration."""
-    def masking(x: Tensor, mask_ratio: float = 0.) -> Tuple[Tensor, Tensor, Tensor]:
-        ids_keep, ids_hidden = mask_to_indices(mask)
-        visible = x.gather(1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        return visible, mask.float(), torch.cat([ids_keep, ids_hidden], 1).argsort(1)
-
-    backbone.random_masking = masking
-    try:
-        yield
-    finally:
-        del backbone.random_masking
-
-
-@register('MAE', 'SupMAE', 'SemMAE')
 @torch.no_grad()
-def render_pixels(model: nn.Module, inputs: Tensor, hidden: Tensor,
-                  predicted: Tensor) -> Rendered:
-    """MAE family: the pixel decoder's output for every patch (norm_pix predictions restored
-    with each original patch's mean and variance, see ``mae_reconstruct``)."""
-    with given_mask(model.backbone, hidden[None]):
-        out = mae_reconstruct(model, inputs)
-    pre = model.data_preprocessor
-    return Rendered(denormalise(pre, out['reconstruction'])[0].numpy(),
-                    denormalise(pre, inputs)[0].numpy(), 'pixels of every patch')
+def draw_pixels(model: nn.Module, inputs: Tensor, out: Dict[str, Tensor]) -> Rendered:
+    """``pixels`` (1, 3, H, W), normalised as ``inputs``, against the input."""
+    pre, where = model.data_preprocessor, out['where'][0]
+    picture = denormalise(pre, out['pixels'])[0].numpy()
+    return Rendered(gray_outside(picture, where, patch_grid(model.backbone)),
+                    denormalise(pre, inputs)[0].numpy(), 'pixels ' + where_note(where))
 
 
 def unpatch_hog(feats: Tensor, grid: Tuple[int, int], nbins: int) -> Tensor:
@@ -109,98 +82,19 @@ def hog_picture(generator: nn.Module, feats: Tensor, grid: Tuple[int, int]) -> n
     return np.repeat(gray[..., None], 3, axis=-1)
 
 
-def maskfeat_predictions(model: nn.Module, latent: Tensor) -> Tensor:
-    """MaskFeat's neck on the backbone output ``latent`` (B, 1 + L, C) -> (B, L, D) HOG
-    predictions (the cls row dropped), as ``MaskFeat.loss`` computes them."""
-    batch, tokens, dims = latent.shape
-    pred = model.neck((latent.reshape(batch * tokens, dims), ))[0].view(batch, tokens, -1)
-    return pred[:, 1:]
-
-
-@register('MaskFeat')
 @torch.no_grad()
-def render_hog(model: nn.Module, inputs: Tensor, hidden: Tensor, predicted: Tensor) -> Rendered:
-    """MaskFeat: the predicted HOG of every patch, against the HOG target of the input."""
-    grid = tuple(model.backbone.patch_resolution)
-    latent = model.backbone(inputs, hidden[None])  # (1, 1 + L, C), hidden patches = mask token
-    pred = maskfeat_predictions(model, latent)
-    target = model.target_generator(inputs)  # (1, L, D); also sets the picture's size
+def draw_hog(model: nn.Module, inputs: Tensor, out: Dict[str, Tensor]) -> Rendered:
+    """Predicted ``hog`` against the ``target`` HOG (1, L, D), drawn by the model's
+    ``HOGGenerator`` (sized by the forward ``reconstruct`` ran on ``inputs``)."""
+    grid, where = patch_grid(model.backbone), out['where'][0]
     generator = model.target_generator
-    return Rendered(hog_picture(generator, pred, grid),
-                    hog_picture(generator, target, grid), 'HOG features of every patch')
+    # rows without a prediction are left out, so the picture's scale is the predicted ones'
+    pred = out['hog'] * where[None, :, None]
+    return Rendered(gray_outside(hog_picture(generator, pred, grid), where, grid),
+                    hog_picture(generator, out['target'], grid),
+                    'HOG features ' + where_note(where))
 
 
-# ---- SemanticMIM's bottleneck models: predictions exist at the predicted patches only ----------
-PREDICTED_ONLY = ('of the predicted patches only (the bottleneck\'s mask tokens exist only '
-                  'there); gray elsewhere')
-
-
-def gray_outside(picture: np.ndarray, keep: Tensor, grid: Tuple[int, int]) -> np.ndarray:
-    """A copy of ``picture`` (H, W, 3) uint8 with every patch not in ``keep`` (L,) bool painted
-    ``MASK_GRAY``: where the model predicts nothing. H, W are multiples of the (h, w) grid."""
-    (h, w), (height, width) = grid, picture.shape[:2]
-    cells = keep.view(h, w).numpy().repeat(height // h, 0).repeat(width // w, 1)
-    out = picture.copy()
-    out[~cells] = MASK_GRAY
-    return out
-
-
-@contextmanager
-def separate_input_mask(backbone: nn.Module, hidden: Tensor) -> Iterator[None]:
-    """Hide ``hidden`` (B, L) bool from a bottleneck backbone's main stream for the duration,
-    as ``SeparateMaskMixin.loss`` does with ``data_sample.input_mask``; its forward's ``mask``
-    then only says which patches are predicted."""
-    backbone.input_mask = hidden
-    try:
-        yield
-    finally:
-        backbone.input_mask = None
-
-
-def restore_patch_stats(head: nn.Module, pred: Tensor, inputs: Tensor) -> Tensor:
-    """``norm_pix`` predictions (B, L, p²·3), each patch normalised by its own mean/variance,
-    back in the input's space with the original patch statistics (see ``mae_reconstruct``)."""
-    if not getattr(head, 'norm_pix', False):
-        return pred
-    target = head.patchify(inputs)
-    mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
-    return pred * (var + 1.e-6)**.5 + mean
-
-
-@register('BottleneckMAE')
-@torch.no_grad()
-def render_bottleneck_pixels(model: nn.Module, inputs: Tensor, hidden: Tensor,
-                             predicted: Tensor) -> Rendered:
-    """MAE with the bottleneck decoder: the encoder sees the visible patches; the decoder
-    predicts the pixels of the predicted patches from the encoder's cls token(s) only."""
-    latent = model.backbone(inputs, hidden[None])  # (1, N + V, C)
-    pred = model.neck(latent[:, :model.backbone.num_cls_tokens], predicted[None])  # (1, L, ·)
-    pixels = model.head.unpatchify(restore_patch_stats(model.head, pred, inputs))
-    pre = model.data_preprocessor
-    grid = tuple(model.backbone.patch_resolution)
-    return Rendered(gray_outside(denormalise(pre, pixels)[0].numpy(), predicted, grid),
-                    denormalise(pre, inputs)[0].numpy(), 'pixels ' + PREDICTED_ONLY)
-
-
-@register('BottleneckMaskFeat')
-@torch.no_grad()
-def render_bottleneck_hog(model: nn.Module, inputs: Tensor, hidden: Tensor,
-                          predicted: Tensor) -> Rendered:
-    """MaskFeat with the bottleneck: the predicted HOG of the predicted patches (the twin
-    stack's output), against the HOG target of the input."""
-    backbone = model.backbone
-    grid = tuple(backbone.patch_resolution)
-    with separate_input_mask(backbone, hidden[None]):
-        latent = backbone(inputs, predicted[None])  # (1, 1 + L, C)
-    # rows of unpredicted patches are left out, so the picture's scale is the predicted ones'
-    pred = maskfeat_predictions(model, latent) * predicted[None, :, None]
-    generator = model.target_generator
-    target = generator(inputs)  # (1, L, D); also sets the picture's size
-    return Rendered(gray_outside(hog_picture(generator, pred, grid), predicted, grid),
-                    hog_picture(generator, target, grid), 'HOG features ' + PREDICTED_ONLY)
-
-
-# ---- BEiT: DALL-E token ids ----------------------------------------------------------------------
 def token_colours(ids: np.ndarray) -> np.ndarray:
     """Token ids (any shape, < 2³²) -> uint8 RGB (..., 3): one fixed colour per id, the same
     in every image and run. Hue, saturation and value come from three multiplicative hashes of
@@ -255,29 +149,62 @@ def tokenizer_note(generator: nn.Module) -> str:
             'dalle_encoder.pth there (configs/beit/README.md).')
 
 
-@register('BEiT', 'BottleneckBEiT')
 @torch.no_grad()
-def render_tokens(model: nn.Module, inputs: Tensor, hidden: Tensor,
-                  predicted: Tensor) -> Rendered:
-    """BEiT (v1) and BEiT with the bottleneck predict a DALL-E token id per predicted patch:
-    the argmax of ``head.cls_head`` on the backbone's patch outputs, against the argmax of the
-    tokenizer on the second view (the target), drawn one colour per id."""
-    backbone = model.backbone
-    grid = tuple(backbone.patch_resolution)
-    if hasattr(backbone, 'bottleneck_layers'):  # two streams: hidden and predicted may differ
-        with separate_input_mask(backbone, hidden[None]):
-            latent = backbone(inputs, predicted[None])[0]  # (1, 1 + L, C)
-    else:  # stock BEiT: mask tokens at the hidden patches, which are the predicted ones
-        latent = backbone(inputs, hidden[None])[0]
-    pred_ids = model.head.cls_head(latent[0, 1:]).argmax(-1)  # (L,)
+def draw_tokens(model: nn.Module, inputs: Tensor, out: Dict[str, Tensor]) -> Rendered:
+    """Predicted token ids ``tokens`` (1, L) against the argmax of the model's tokenizer on
+    BEiT's second view of ``inputs`` (the loss's target), one colour per id."""
+    grid, where = patch_grid(model.backbone), out['where'][0]
+    pred_ids = out['tokens'][0]
     view = tokenizer_view(model, inputs, grid)
     target_ids = model.target_generator(view).argmax(1).flatten()  # (L,)
     size = tuple(inputs.shape[-2:])
-    same = int((pred_ids == target_ids)[predicted].sum())
+    same = int((pred_ids == target_ids)[where].sum())
     note = (f'Reference: the tokenizer\'s DALL-E tokens of a {view.shape[-2]}x{view.shape[-1]} '
-            f'second view; {same} of {int(predicted.sum())} predicted tokens equal them. '
+            f'second view; {same} of {int(where.sum())} predicted tokens equal them. '
             + tokenizer_note(model.target_generator))
-    return Rendered(gray_outside(token_picture(pred_ids, grid, size), predicted, grid),
+    return Rendered(gray_outside(token_picture(pred_ids, grid, size), where, grid),
                     token_picture(target_ids, grid, size),
-                    'DALL-E token ids (argmax of the head, one colour per id) of the predicted '
-                    'patches only (the loss\'s targets); gray elsewhere', note)
+                    'DALL-E token ids (argmax of the head, one colour per id) '
+                    + where_note(where), note)
+
+
+# What reconstruct returned -> how to draw it; the first key found wins.
+DRAWERS: Dict[str, Drawer] = {'pixels': draw_pixels, 'hog': draw_hog, 'tokens': draw_tokens}
+
+
+def takes_separate_masks(model: nn.Module) -> bool:
+    """Whether the algorithm reads ``input_mask`` (the patches hidden from the encoder) apart
+    from ``mask`` (the predicted ones)."""
+    return 'input_mask' in (consumed_fields(model) or ())
+
+
+@torch.no_grad()
+def render(model: nn.Module, inputs: Tensor, hidden: Tensor, predicted: Tensor) -> Rendered:
+    """Draw ``model.reconstruct`` on one image.
+
+    Args:
+        model: an algorithm with ``reconstruct`` (else ``UserInputError`` naming the fix).
+        inputs: (1, 3, H, W) the image normalised by the model's data preprocessor.
+        hidden: bool (L,) patches removed from the encoder input.
+        predicted: bool (L,) patches whose prediction is shown; equal to ``hidden`` unless the
+            masks are separate, which only an algorithm that reads ``input_mask`` accepts.
+    """
+    need_reconstruct(model, 'The demo')
+    name = type(model).__name__
+    input_mask: Optional[Tensor] = None
+    if not torch.equal(hidden, predicted):
+        if not takes_separate_masks(model):
+            raise UserInputError(
+                f'{name} (backbone {type(model.backbone).__name__}) hides exactly the patches '
+                'it predicts, so it cannot take separate masks. Fix: choose another masking '
+                'strategy, or a checkpoint whose encoder takes separate masks (the MAE family, '
+                'or BEiT / MaskFeat with the SemanticMIM bottleneck).')
+        input_mask = hidden[None]
+    out = model.reconstruct(inputs, predicted[None], input_mask)
+    for key, draw in DRAWERS.items():
+        if key in out:
+            return draw(model, inputs, out)
+    raise UserInputError(
+        f'{name}.reconstruct returned {", ".join(sorted(out))}; the demo draws '
+        f'{", ".join(DRAWERS)}. Fix: return one of those, or add a drawer for the new kind to '
+        'DRAWERS in mim_plugins/webapp/renderers.py.')

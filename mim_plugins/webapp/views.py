@@ -1,8 +1,9 @@
 """Everything the web demo shows for one request, without any UI: plain functions, testable.
 
 ``compute_views(Request(...))`` loads (and caches) the model, reads the image, draws the masks,
-runs the model's renderer and the attention of the query patch, and returns the panels as
-uint8 images at display size, with notes saying what each shows.
+draws the algorithm's ``reconstruct`` (``renderers.render``) and the attention of the query
+patch, and returns the panels as uint8 images at display size, with notes saying what each
+shows.
 """
 import functools
 import os
@@ -17,11 +18,12 @@ from torch import nn
 from ..utils.errors import UserInputError
 from ..visualization.attention import attention_maps, attention_overlay, patch_grid, query_attention
 from ..visualization.images import check_size, display_size, read_rgb, square_resize, upscale
-from ..visualization.loading import load_model, normalise
-from ..visualization.part_masks import MASK_GRAY, masked_image, overlay_parts
+from ..visualization.loading import load_model, need_reconstruct, normalise
+from ..visualization.part_masks import masked_image, overlay_parts
+from ..visualization.reconstruction import compose
 from .masks import draw_masks
 from .parts import DEFAULT_CENTROIDS, ROOT, image_parts, stage1_available, stage1_parts
-from .renderers import renderer_for
+from .renderers import render
 
 PANELS = ('input', 'masked input', 'reconstruction', 'reconstruction + visible', 'part map',
           'attention')
@@ -94,23 +96,10 @@ def _part_map(req: Request, model: nn.Module, image: np.ndarray, inputs: torch.T
         f'features, because {why_not}; part ids mean nothing across images.')
 
 
-def compose(prediction: np.ndarray, reference: np.ndarray, hidden: np.ndarray,
-            predicted: np.ndarray) -> np.ndarray:
-    """The "reconstruction + visible" panel (S, S, 3) uint8: the prediction on the predicted
-    patches, the reference on the other visible ones, gray on patches hidden and not predicted
-    (only separate masks have those). Masks are (h, w) bool."""
-    size = reference.shape[0]
-    grid = hidden.shape
-    cell = np.ix_(np.arange(size) * grid[0] // size, np.arange(size) * grid[1] // size)
-    out = np.where(predicted[cell][..., None], prediction, reference)
-    out[(hidden & ~predicted)[cell]] = MASK_GRAY
-    return out
-
-
 def compute_views(req: Request) -> Views:
     """All panels of one request; raises ``UserInputError`` with the fix for a bad input."""
     model = get_model(req.config, req.checkpoint)
-    render = renderer_for(model)
+    need_reconstruct(model, 'The demo')
     backbone = model.backbone
     grid = patch_grid(backbone)
     size = backbone.patch_embed.init_input_size[0]

@@ -1,12 +1,17 @@
 """Original / masked / reconstruction / reconstruction+visible figure of an MAE-family checkpoint.
 
     python tools/visualization/vis_mae.py CONFIG CHECKPOINT IMAGE [IMAGE ...] --out fig.png
-        [--seed 0]
+        [--seed 0] [--epoch E] [--part-root DIR --img-prefix DIR]
 
 CONFIG is the pretraining config the checkpoint was trained with (configs/mae/mae_*.py, or a
-SupMAE / SemMAE one); CHECKPOINT must hold the decoder (neck.*) too: a checkpoint written by
-tools/train.py, or an official full one converted with tools/model_converters/. One row per
-image, masked at the config's ratio with the random mask drawn from --seed.
+SupMAE / SemMAE / MAE-bottleneck one); CHECKPOINT must hold the decoder (neck.*) too: a
+checkpoint written by tools/train.py, or an official full one converted with
+tools/model_converters/. One row per image, drawn by the algorithm's own ``reconstruct`` on
+masks drawn from --seed as the config trains: by its MaskingDataPreprocessor's mask generator
+(SemMAE: part-guided, from the part maps where the config's LoadPartMap reads them, or
+--part-root / --img-prefix; λ of epoch --epoch, default the checkpoint's last), else MAE's
+random mask at the encoder's ratio. The bottleneck MAE predicts only the masked patches: its
+reconstruction is gray elsewhere.
 """
 import argparse
 import os
@@ -23,17 +28,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('images', nargs='+', help='image files, one row each')
     parser.add_argument('--out', required=True, help='output PNG')
     parser.add_argument('--seed', type=int, default=0, help='seed of the random masks')
+    parser.add_argument('--epoch', type=int, default=None,
+                        help="0-based epoch whose masks to draw (SemMAE's λ); default: the last "
+                        'epoch the checkpoint trained')
+    parser.add_argument('--part-root', help="folder of the images' part maps (default: the "
+                        "config's LoadPartMap part_root)")
+    parser.add_argument('--img-prefix', help='the image folder that --part-root mirrors')
     return parser.parse_args(argv)
 
 
 def check_inputs(args: argparse.Namespace) -> None:
-    """One clear error for a missing file, a config that is no MAE, or a checkpoint without the
-    decoder."""
+    """One clear error for a missing file, a config that is no MAE, a checkpoint without the
+    decoder, or half of --part-root / --img-prefix."""
     from mmengine.config import Config
     from mmengine.runner.checkpoint import _load_checkpoint
     from mmpretrain.models import MAE
     from mmpretrain.registry import MODELS
 
+    if (args.part_root is None) != (args.img_prefix is None):
+        raise UserInputError('--part-root and --img-prefix go together (the part map of '
+                             'IMG_PREFIX/x.png is PART_ROOT/x.png). Fix: pass both, or neither '
+                             "to use the config's LoadPartMap.")
     for what, path in [('Config', args.config), ('Checkpoint', args.checkpoint)] + [
             ('Image', p) for p in args.images]:
         if not osp.isfile(path):
@@ -64,9 +79,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     check_inputs(args)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    render_mae_reconstructions(args.config, args.checkpoint, args.images, args.out, seed=args.seed)
+    note = render_mae_reconstructions(args.config, args.checkpoint, args.images, args.out,
+                                      seed=args.seed, epoch=args.epoch,
+                                      part_root=args.part_root, img_prefix=args.img_prefix)
     print(f'Saved {args.out}: {len(args.images)} rows of original / masked / reconstruction / '
-          'reconstruction + visible')
+          f'reconstruction + visible; {note}')
 
 
 if __name__ == '__main__':

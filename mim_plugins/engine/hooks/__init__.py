@@ -1,9 +1,10 @@
 """Training hooks; importing the package registers them (SemMAE's into mmpretrain's HOOKS, the
 general ones into mmengine's, which mmpretrain and mmseg configs both see)."""
 from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .checkpoint_report_hook import CheckpointReportHook
 from .nan_guard_hook import NaNGuardHook, NonFiniteLossError
 from .semmae_lambda_hook import SemMAELambdaHook
 from .skipped_images_hook import SkippedImagesHook
 
-__all__ = ['AtomicCheckpointHook', 'NaNGuardHook', 'NonFiniteLossError', 'SemMAELambdaHook',
-           'SkippedImagesHook']
+__all__ = ['AtomicCheckpointHook', 'CheckpointReportHook', 'NaNGuardHook', 'NonFiniteLossError',
+           'SemMAELambdaHook', 'SkippedImagesHook']

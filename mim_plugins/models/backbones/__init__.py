@@ -1,6 +1,5 @@
-"""Downstream backbones; importing registers them into mmpretrain's MODELS (and lets BEiTViT
-resize its relative position bias with current SciPy)."""
-from . import rel_pos_bias  # noqa: F401
+"""Downstream backbones; importing registers them into mmpretrain's MODELS."""
 from .multi_cls_vit import MultiClsTokenViT
+from .resizable_beit import ResizableBEiTViT
 
-__all__ = ['MultiClsTokenViT']
+__all__ = ['MultiClsTokenViT', 'ResizableBEiTViT']

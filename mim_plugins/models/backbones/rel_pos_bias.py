@@ -5,12 +5,12 @@ segmenting 640x640 crops), mmpretrain resizes each block's relative position bia
 ``scipy.interpolate.interp2d``, which SciPy 1.14 removed: the load fails with
 ``NotImplementedError``. :func:`resize_relative_position_bias_table` is the same computation
 on ``RectBivariateSpline`` (the bicubic interpolating spline interp2d fitted to gridded data);
-importing this module puts it where mmpretrain's BEiT looks it up.
+``ResizableBEiTViT`` (resizable_beit.py) loads with it. mmpretrain itself is left as it is.
 """
+import math
+
 import numpy as np
 import torch
-from mmpretrain.models.backbones import beit as mmpretrain_beit
-from mmpretrain.models.utils import embed as mmpretrain_embed
 from torch import Tensor
 
 
@@ -49,6 +49,10 @@ def resize_relative_position_bias_table(src_shape: int, dst_shape: int, table: T
     return torch.cat(heads, dim=1).to(table.device, table.dtype)
 
 
-# BEiTViT's load hook calls the name it imported into its own module.
-mmpretrain_beit.resize_relative_position_bias_table = resize_relative_position_bias_table
-mmpretrain_embed.resize_relative_position_bias_table = resize_relative_position_bias_table
+def resize_beit_table(table: Tensor, rows: int) -> Tensor:
+    """A BEiT attention block's table ``(S ** 2 + 3, num_head)`` (the ``S x S`` offsets, then
+    3 rows for the cls token) for a block whose table has ``rows = D ** 2 + 3`` rows: the offsets
+    resized by :func:`resize_relative_position_bias_table`, the cls rows kept as they are."""
+    src, dst = math.isqrt(table.shape[0] - 3), math.isqrt(rows - 3)
+    offsets = resize_relative_position_bias_table(src, dst, table[:-3], table.shape[1])
+    return torch.cat([offsets, table[-3:]])

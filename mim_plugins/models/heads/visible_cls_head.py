@@ -100,8 +100,10 @@ class VisibleTokenClsHead(ClsHead):
                 nn.Linear(hidden_channels, num_classes))
 
     def pre_logits(self, tokens: Union[Tensor, Sequence[Tensor]],
-                   mask: Optional[Tensor] = None) -> Tensor:
-        """Pooled feature ``(B, C)`` of ``tokens`` ``(B, T + N, C)``; see the class docstring."""
+                   mask: Optional[Tensor] = None,
+                   num_cls_tokens: Optional[int] = None) -> Tensor:
+        """Pooled feature ``(B, C)`` of ``tokens`` ``(B, T + N, C)``; see the class docstring.
+        ``num_cls_tokens`` (the algorithm's encoder knows it) overrides the configured ``T``."""
         if isinstance(tokens, (tuple, list)):
             tokens = tokens[-1]
         if tokens.dim() != 3 or tokens.shape[-1] != self.in_channels:
@@ -109,26 +111,28 @@ class VisibleTokenClsHead(ClsHead):
                              f'with the class token(s) first, got shape {tuple(tokens.shape)}')
         if self.pool == 'cls':
             return self.norm(tokens[:, 0])
-        patches = tokens[:, self.num_cls_tokens:]
+        skip = self.num_cls_tokens if num_cls_tokens is None else num_cls_tokens
+        patches = tokens[:, skip:]
         if mask is None:
             return self.norm(patches.mean(dim=1))
         if mask.shape != patches.shape[:2]:
             raise ValueError(f'mask {tuple(mask.shape)} must be (B, N) for the {patches.shape[1]} '
-                             f'patch tokens after {self.num_cls_tokens} class token(s)')
+                             f'patch tokens after {skip} class token(s)')
         visible = (~mask.bool()).unsqueeze(-1).to(patches.dtype)
         return self.norm((patches * visible).sum(dim=1) / visible.sum(dim=1).clamp(min=1))
 
     def forward(self, tokens: Union[Tensor, Sequence[Tensor]],
-                mask: Optional[Tensor] = None) -> Tensor:
+                mask: Optional[Tensor] = None, num_cls_tokens: Optional[int] = None) -> Tensor:
         """Logits ``(B, num_classes)``, before the temperature."""
-        return self.fc(self.pre_logits(tokens, mask))
+        return self.fc(self.pre_logits(tokens, mask, num_cls_tokens))
 
     def loss(self, tokens: Union[Tensor, Sequence[Tensor]], data_samples: List[DataSample],
-             mask: Optional[Tensor] = None, **kwargs) -> dict:
+             mask: Optional[Tensor] = None, num_cls_tokens: Optional[int] = None,
+             **kwargs) -> dict:
         """``{'loss': loss(logits / temperature, labels)}`` plus ``accuracy_top-k`` (percent)
         when ``cal_acc``; labels come from ``data_samples[i].gt_label``."""
         target = gt_labels(data_samples)  # before the forward: fail fast on unlabelled data
-        logits = self(tokens, mask)
+        logits = self(tokens, mask, num_cls_tokens)
         losses = dict(loss=self.loss_module(logits / self.temperature, target,
                                             avg_factor=logits.size(0), **kwargs))
         if self.cal_acc:
