@@ -1,23 +1,24 @@
-# README.md's commands: `make demo` (lite set-up + main job), `make test` (full set-up + tests),
-# `make demo-semmae` (lite set-up + the SemMAE pipeline demo), `make demo-seg` (full set-up + the
-# segmentation demo). `make setup-lite` / `make setup` install the lite profile (no compiler,
-# everything but segmentation) / the full one (compiled mmcv, adds segmentation; upgrades a lite
-# environment in place). TORCH=2.14.1 make setup-lite takes the newer torch (lite only).
+# README.md's commands, all on the default install profile, which compiles nothing
+# (docs/install.md): `make demo` (set-up + main job), `make demo-semmae` (the SemMAE pipeline
+# demo), `make demo-seg` (the segmentation demo), `make test` (set-up + tests). `make setup`
+# installs the profile alone. PROFILE=compiled (opt-in) takes mmcv compiled with its ops and
+# upstream mmsegmentation 1.2.2 instead (`make test PROFILE=compiled`); TORCH=2.14.1 takes the
+# newer torch (lite only). `make setup-lite` is the old name of `make setup`.
 VENV ?= .venv
+PROFILE ?= lite
 PY := $(VENV)/bin/python
-export VENV
+export VENV PROFILE
 
 .PHONY: setup setup-lite demo demo-semmae demo-seg test
 setup:
-	PROFILE=full bash tools/setup_env.sh
+	bash tools/setup_env.sh
 
-setup-lite:
-	PROFILE=lite bash tools/setup_env.sh
+setup-lite: setup
 
-demo: setup-lite
+demo: setup
 	$(PY) tools/run_demo.py
 
-demo-semmae: setup-lite
+demo-semmae: setup
 	$(PY) tools/run_semmae_demo.py
 
 demo-seg: setup

@@ -32,11 +32,14 @@ setup(
     packages=find_packages(include=['mim_plugins', 'mim_plugins.*']),
     package_data={'mim_plugins': package_files()},
     python_requires='>=3.8',
-    # mmcv is not listed: tools/setup_env.sh installs mmcv-lite (lite profile) or mmcv compiled
-    # with its ops (full profile), and pip must never replace one with the other.
+    # mmcv is not listed: tools/setup_env.sh installs mmcv-lite (lite profile, the default) or
+    # mmcv compiled with its ops (compiled profile), and pip must never replace one with the other.
     install_requires=['mmengine>=0.10.0,<1.0', 'mmpretrain>=1.2.0,<1.3'],
-    # 'seg': segmentation (the full profile; mmsegmentation imports ftfy and regex undeclared).
-    extras_require={'seg': ['mmsegmentation>=1.2.0,<1.3', 'ftfy', 'regex'],
-                    'demo': ['mlxtend', 'matplotlib'], 'tests': ['pytest']},
+    # 'seg': segmentation without a compiler (the lite profile's mmseg fork, requirements/seg.txt);
+    # 'seg-compiled': upstream mmsegmentation, which needs mmcv's compiled ops and imports ftfy and
+    # regex undeclared (requirements/seg-compiled.txt). Both provide `mmseg`: install one.
+    extras_require={'seg': ['onedl-mmsegmentation==1.4.2'],
+                    'seg-compiled': ['mmsegmentation>=1.2.0,<1.3', 'ftfy', 'regex'],
+                    'demo': ['mlxtend', 'matplotlib'], 'tests': ['pytest', 'playwright']},
     license='Apache License 2.0',
 )

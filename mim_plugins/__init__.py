@@ -2,8 +2,8 @@
 
 Importing the package registers every module (configs do it through
 ``custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)``): the mmpretrain
-ones always, the mmsegmentation ones where mmseg imports (the full install profile; README.md
-"Install").
+ones always, the mmsegmentation ones where ``mmseg.models`` imports (both install profiles;
+docs/install.md).
 """
 from .utils.stack import check_stack
 

@@ -1,29 +1,32 @@
 #!/usr/bin/env bash
-# Installs the stack into a virtual environment, in one of two profiles (README.md "Install"):
+# Installs the stack into a virtual environment, in one of two profiles (docs/install.md):
 #
-#   PROFILE=lite   torch, mmcv-lite (pure Python: nothing is compiled), mmengine, mmpretrain, the
-#                  demos' packages, mim_plugins. Everything except segmentation (`make setup-lite`,
-#                  what `make demo` runs).
-#   PROFILE=full   (the default) lite with mmcv compiled with its ops instead of mmcv-lite, plus
-#                  mmsegmentation and the test tools (`make setup`, what `make test` and CI run).
-#                  Upgrades a lite environment in place.
+#   PROFILE=lite      (the default) nothing is compiled: torch, mmcv-lite, mmengine, mmpretrain,
+#                     onedl-mmsegmentation (the maintained mmsegmentation fork, same `mmseg`
+#                     module, no need of mmcv's ops), the demos' packages, the test tools,
+#                     mim_plugins. Runs everything, segmentation included (`make setup`, what
+#                     `make demo`, `make demo-seg`, `make test` and CI run).
+#   PROFILE=compiled  (opt-in) mmcv 2.1.0 compiled with its ops instead of mmcv-lite, upstream
+#                     mmsegmentation 1.2.2 instead of the fork; needs gcc/g++ (~20 min the first
+#                     time on 2 cores). Replaces a lite environment's mmcv and mmseg in place.
 #
-#   VENV=.venv PYTHON=python3 PROFILE=full bash tools/setup_env.sh
+#   VENV=.venv PYTHON=python3 PROFILE=lite bash tools/setup_env.sh
 #
 # Idempotent: a second run only checks. The stamp $VENV/.mim_plugins_stack records the profile,
-# the torch choice and the files it was made from; a full environment already holds all a lite
-# one needs, so asking it for lite keeps it full. pip's wheel cache makes a re-install on the
+# the torch choice and the files it was made from; a compiled environment already runs all a lite
+# one does, so asking it for lite keeps it compiled. pip's wheel cache makes a re-install on the
 # same machine fast (the compiled mmcv wheel is cached too).
 #
 # TORCH=2.14.1 (lite only): the newest torch + torchvision pair the registry serves
 # (requirements/torch-2.14.txt) instead of the pinned 2.12.1 + 0.27.1 (requirements/torch.txt).
-# GPU users: set MMCV_CUDA=1 to compile mmcv's CUDA ops (needs nvcc matching torch's CUDA).
+# GPU users of the compiled profile: MMCV_CUDA=1 compiles mmcv's CUDA ops too (needs nvcc
+# matching torch's CUDA).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
-PROFILE=${PROFILE:-full}
+PROFILE=${PROFILE:-lite}
 TORCH=${TORCH:-2.12.1}
 MMCV_VERSION=2.1.0
 STAMP=$VENV/.mim_plugins_stack
@@ -33,8 +36,9 @@ die() { echo "[setup] ERROR: $*" >&2; exit 1; }
 
 cd "$ROOT"
 case "$PROFILE" in
-  lite|full) ;;
-  *) die "PROFILE=$PROFILE is not a profile. Fix: PROFILE=lite (no compiler, no segmentation) or PROFILE=full (adds segmentation)" ;;
+  lite|compiled) ;;
+  full) die "PROFILE=full is now PROFILE=compiled, and no longer needed for segmentation: the default profile runs it without a compiler. Fix: PROFILE=lite (the default), or PROFILE=compiled for compiled mmcv ops + upstream mmsegmentation" ;;
+  *) die "PROFILE=$PROFILE is not a profile. Fix: PROFILE=lite (the default, no compiler) or PROFILE=compiled (compiled mmcv ops + upstream mmsegmentation)" ;;
 esac
 case "$TORCH" in
   2.12.1) TORCH_REQ=requirements/torch.txt ;;
@@ -46,29 +50,29 @@ esac
 have=""
 if [ -f "$STAMP" ]; then
   have=$(cut -d' ' -f1 "$STAMP")
-  case "$have" in lite|full) ;; *) have=full ;; esac  # a stamp from before the profiles
+  case "$have" in
+    lite|compiled) ;;
+    *) have=compiled ;;  # 'full' and older stamps: compiled mmcv + mmsegmentation
+  esac
 elif [ -x "$VENV/bin/python" ]; then
   have=$("$VENV/bin/python" -c "
 from importlib.metadata import version
-for dist, profile in (('mmcv', 'full'), ('mmcv-lite', 'lite')):
+for dist, profile in (('mmcv', 'compiled'), ('mmcv-lite', 'lite')):
     try:
         version(dist); print(profile); break
     except Exception:
         pass" 2>/dev/null || true)
 fi
-if [ "$PROFILE" = lite ] && [ "$have" = full ]; then
-  [ "$TORCH" = 2.12.1 ] || die "$VENV has the full profile, whose compiled mmcv ops break with another torch. Fix: install TORCH=$TORCH into another environment (VENV=/path/to/new-venv PROFILE=lite TORCH=$TORCH bash tools/setup_env.sh)"
-  say "$VENV has the full profile, which includes lite: keeping it"
-  PROFILE=full
+if [ "$PROFILE" = lite ] && [ "$have" = compiled ]; then
+  [ "$TORCH" = 2.12.1 ] || die "$VENV has the compiled profile, whose mmcv ops break with another torch. Fix: install TORCH=$TORCH into another environment (VENV=/path/to/new-venv TORCH=$TORCH bash tools/setup_env.sh)"
+  say "$VENV has the compiled profile, which runs all the lite one does: keeping it"
+  PROFILE=compiled
 fi
 [ "$PROFILE" = lite ] || [ "$TORCH" = 2.12.1 ] \
-  || die "TORCH=$TORCH works with PROFILE=lite only: mmcv $MMCV_VERSION's ops do not compile against torch >= 2.14 (its headers need C++20). Fix: PROFILE=lite TORCH=$TORCH, or unset TORCH for the full profile"
+  || die "TORCH=$TORCH works with PROFILE=lite only: mmcv $MMCV_VERSION's ops do not compile against torch >= 2.14 (its headers need C++20). Fix: PROFILE=lite TORCH=$TORCH, or unset TORCH for the compiled profile"
 
-if [ "$PROFILE" = full ]; then
-  checks="import mmcv.ops, mmseg, mmpretrain, mim_plugins"
-else
-  checks="import mmpretrain, mim_plugins"
-fi
+checks="import mmpretrain, mmseg.models, pytest, mim_plugins"
+if [ "$PROFILE" = compiled ]; then checks="import mmcv.ops; $checks"; fi
 # The stamp records the profile, the torch choice and the files it was made from: an edited file
 # triggers a new install.
 want="$PROFILE $TORCH $(cat requirements/*.txt setup.py tools/setup_env.sh | sha256sum | cut -c1-16)"
@@ -95,29 +99,38 @@ say "build tools (pip, wheel, ninja)"
 say "torch $TORCH + torchvision + the setuptools they accept ($TORCH_REQ; ~3 GB the first time)"
 "${PIP[@]}" install -q -r "$TORCH_REQ" || die "torch install failed; check network access to the package registry"
 
+# mmcv-lite and mmcv install the same `mmcv` package, onedl-mmsegmentation and mmsegmentation the
+# same `mmseg`: side by side, one would overwrite the other's files, and uninstalling either would
+# break both. Switching profiles removes the other profile's distributions first.
+if [ "$PROFILE" = lite ]; then
+  other=(mmcv mmsegmentation)
+else
+  other=(mmcv-lite onedl-mmsegmentation)
+fi
+for dist in "${other[@]}"; do
+  if "${PIP[@]}" show -q "$dist" >/dev/null 2>&1; then
+    say "switching to the $PROFILE profile: removing $dist"
+    "${PIP[@]}" uninstall -q -y "$dist"
+  fi
+done
+
 if [ "$PROFILE" = lite ]; then
   say "mmcv-lite $MMCV_VERSION (pure Python, no compiled ops)"
   "${PIP[@]}" install -q "mmcv-lite==$MMCV_VERSION" || die "mmcv-lite $MMCV_VERSION failed to install; check network access to the package registry"
 elif "$VENV/bin/python" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
   say "mmcv $MMCV_VERSION with ops already installed"
 else
-  if "${PIP[@]}" show -q mmcv-lite >/dev/null 2>&1; then
-    # mmcv-lite and mmcv install the same `mmcv` package: side by side, one would overwrite the
-    # other's files, and uninstalling either would break both.
-    say "upgrading in place: removing mmcv-lite, which the compiled mmcv replaces"
-    "${PIP[@]}" uninstall -q -y mmcv-lite
-  fi
-  say "mmcv $MMCV_VERSION with ops: from pip's wheel cache, or compiled from source the first time (~16 min on 2 cores)"
+  say "mmcv $MMCV_VERSION with ops: from pip's wheel cache, or compiled from source the first time (~20 min on 2 cores)"
   export MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
   if [ "${MMCV_CUDA:-0}" = 1 ]; then export FORCE_CUDA=1; fi
   "${PIP[@]}" install -q --no-build-isolation "mmcv==$MMCV_VERSION" \
-    || die "mmcv $MMCV_VERSION failed to build; it needs gcc/g++ and the Python headers (apt-get install build-essential python3-dev). Without a compiler, PROFILE=lite runs everything but segmentation"
+    || die "mmcv $MMCV_VERSION failed to build; it needs gcc/g++ and the Python headers (apt-get install build-essential python3-dev). Without a compiler, PROFILE=lite (the default) runs everything"
 fi
 
-say "OpenMMLab packages (requirements/runtime.txt$([ "$PROFILE" = full ] && echo ', seg.txt, tests.txt'))"
-reqs=(-r requirements/runtime.txt)
-if [ "$PROFILE" = full ]; then reqs+=(-r requirements/seg.txt -r requirements/tests.txt); fi
-"${PIP[@]}" install -q "${reqs[@]}"
+SEG_REQ=requirements/seg.txt
+if [ "$PROFILE" = compiled ]; then SEG_REQ=requirements/seg-compiled.txt; fi
+say "OpenMMLab packages (requirements/runtime.txt, $SEG_REQ, tests.txt)"
+"${PIP[@]}" install -q -r requirements/runtime.txt -r "$SEG_REQ" -r requirements/tests.txt
 "${PIP[@]}" install -q --no-deps openmim==0.3.9  # see requirements/runtime.txt
 say "mim_plugins (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
@@ -126,16 +139,18 @@ say "checking the stack"
 PROFILE=$PROFILE "$VENV/bin/python" - <<'EOF' || die "the stack does not import; run with FORCE=1 to reinstall"
 import os
 import torch, torchvision, mmcv, mmengine, mmpretrain, mim, mim_plugins
+from importlib.metadata import version
 from mim_plugins.utils.stack import seg_missing
-full = os.environ['PROFILE'] == 'full'
-versions = (f'  torch {torch.__version__}  torchvision {torchvision.__version__}  '
-            f'mmcv {mmcv.__version__} ({"ops" if full else "lite, no ops"})  '
-            f'mmengine {mmengine.__version__}  mmpretrain {mmpretrain.__version__}')
-if full:
-    assert seg_missing() is None, seg_missing()
-    import mmcv.ops, mmseg
-    versions += f'  mmseg {mmseg.__version__}'
-print(versions)
+assert seg_missing() is None, seg_missing()
+import mmseg
+compiled = os.environ['PROFILE'] == 'compiled'
+if compiled:
+    import mmcv.ops
+seg_dist = 'mmsegmentation' if compiled else 'onedl-mmsegmentation'
+print(f'  torch {torch.__version__}  torchvision {torchvision.__version__}  '
+      f'mmcv {mmcv.__version__} ({"ops" if compiled else "lite, no ops"})  '
+      f'mmengine {mmengine.__version__}  mmpretrain {mmpretrain.__version__}  '
+      f'{seg_dist} {version(seg_dist)} (mmseg {mmseg.__version__})')
 EOF
 echo "$want" > "$STAMP"
 say "done ($PROFILE profile): activate with 'source $VENV/bin/activate'"

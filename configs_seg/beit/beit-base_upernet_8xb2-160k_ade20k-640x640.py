@@ -8,7 +8,7 @@
 # relative position bias; layer scale. (BEiT's own relative bias: use_abs_pos_emb=False,
 # use_rel_pos_bias=True, for a checkpoint pretrained with it.) Change the checkpoint with
 # --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-_base_ = ['mmseg::beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py']
+_base_ = ['../_base_/beit-base_upernet_8xb2-160k_ade20k-640x640.py']
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 # BEiTViT's position table is built for 640x640 inputs: test images (and the

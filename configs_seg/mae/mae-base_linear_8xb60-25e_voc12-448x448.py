@@ -9,7 +9,7 @@
 # SemanticMIM upsamples the features, then applies the 1x1 conv; mmseg applies it, then
 # upsamples the logits: the same function (both maps are linear, bilinear weights sum to 1).
 # To probe another block: --cfg-options model.backbone.out_indices=[11] (0-based block index).
-_base_ = ['mmseg::_base_/datasets/pascal_voc12.py', 'mmseg::_base_/default_runtime.py']
+_base_ = ['../_base_/datasets/pascal_voc12.py', '../_base_/default_runtime.py']
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 crop_size = (448, 448)

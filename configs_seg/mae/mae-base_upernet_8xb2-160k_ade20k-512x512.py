@@ -7,7 +7,7 @@
 # 32x32 when it loads, and no relative position bias (the MAE paper adds a zero-initialised one
 # for ADE20K; the stock ViT has none). Without the final LayerNorm, as mmseg's MAE backbone.
 # Change the checkpoint with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-_base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
+_base_ = ['../_base_/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 model = dict(

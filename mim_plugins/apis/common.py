@@ -36,9 +36,16 @@ def load_config(args: argparse.Namespace) -> Config:
     try:
         cfg = Config.fromfile(args.config)
     except ModuleNotFoundError as exc:
-        # mmengine: "mmsegmentation is not installed" for an `mmseg::` base, on the lite profile
+        # mmengine resolves an `mmseg::` base through the distribution name mmsegmentation:
+        # "mmsegmentation is not installed" without mmseg, and beside the lite profile's fork
         if str(exc).startswith(('mmseg ', 'mmsegmentation ')):
             require_seg(f"Config '{args.config}' (it inherits mmseg:: bases)")
+            raise UserInputError(
+                f"Config '{args.config}' inherits mmseg:: bases, which mmengine finds only in the "
+                "distribution named mmsegmentation, and the mmseg installed here is another "
+                "(onedl-mmsegmentation, the lite profile's). Fix: inherit the same recipes by "
+                "relative path from configs_seg/_base_/ (as configs_seg/ does), or install "
+                "PROFILE=compiled (upstream mmsegmentation); see docs/install.md.") from None
         raise
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

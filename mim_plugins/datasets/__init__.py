@@ -7,7 +7,7 @@ from .skip_corrupt import SkipCorruptImages
 from .embedded import prepare_mnist5k, write_custom_dataset
 from .part_maps import part_map_path, save_part_map
 
-if seg_missing() is None:  # the full install profile: mmseg imports
+if seg_missing() is None:  # an mmseg that imports (either install profile)
     from . import seg_transforms  # noqa: F401  (registers the label-map transforms in mmseg)
 
 __all__ = ['ResumableSampler', 'SkipCorruptImages', 'part_map_path', 'prepare_mnist5k',

@@ -6,7 +6,7 @@ from .resumable_loop import ResumableEpochBasedTrainLoop
 
 allow_mmengine_checkpoints()  # mmengine's own checkpoints load weights-only (safe_checkpoints.py)
 
-if seg_missing() is None:  # the full install profile: mmseg imports
+if seg_missing() is None:  # an mmseg that imports (either install profile)
     from . import layer_decay  # noqa: F401  (layer-wise lr decay for mmseg segmentors)
 
 __all__ = ['CPUDistributedDataParallel', 'ResumableEpochBasedTrainLoop',

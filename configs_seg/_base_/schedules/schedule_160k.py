@@ -1,0 +1,20 @@
+# mmsegmentation's 160k-iteration schedule: mmsegmentation 1.2.2's
+# configs/_base_/schedules/schedule_160k.py, the same merged values
+# (tests/test_seg_base_configs.py). SGD lr 0.01, momentum 0.9, wd 5e-4, poly decay (power 0.9) to
+# 1e-4; validation and a checkpoint every 16k iterations. The MAE and BEiT recipes replace the
+# optimizer and the lr schedule, and keep the loop and the hooks.
+optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005)
+optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+param_scheduler = [
+    dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=160000, by_epoch=False),
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=160000, val_interval=16000)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
