@@ -13,7 +13,6 @@ from mmengine.logging import MMLogger
 from mmpretrain.models import VisionTransformer
 
 from conftest import ROOT, run_env
-from mim_plugins.apis.common import add_checkpoint_report
 from mim_plugins.apis.train import build_runner, parse_args
 from mim_plugins.engine.checkpoint_report import LoadReporter
 
@@ -194,14 +193,3 @@ def test_the_train_driver_reports_init_cfg_and_checkpoint_loads(finetune_runner,
         '  different shape, not loaded (1): backbone.patch_embed.projection.bias (checkpoint '
         '(7,), model (192,))\n'
         "  resized to the model's shape and loaded (1): backbone.pos_embed"]
-
-
-def test_the_drivers_add_the_report_unless_the_config_lists_it_or_opts_out():
-    cfg = Config(dict(custom_hooks=[dict(type='NaNGuardHook')]))
-    add_checkpoint_report(cfg)
-    assert [h['type'] for h in cfg.custom_hooks] == ['NaNGuardHook', 'CheckpointReportHook']
-    add_checkpoint_report(cfg)  # listed already
-    assert len(cfg.custom_hooks) == 2
-    cfg = Config(dict(checkpoint_report=False))
-    add_checkpoint_report(cfg)
-    assert not cfg.get('custom_hooks')

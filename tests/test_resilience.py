@@ -182,7 +182,7 @@ def test_checkpoint_report_lists_missing_unused_and_mis_shaped_keys(tmp_path):
 def test_nan_loss_stops_naming_the_iteration_and_the_last_good_checkpoint(tmp_path, tiny_data):
     cfg = Config.fromfile(osp.join(ROOT, MAE_CFG))
     cfg.custom_imports.imports.append('test_resilience')
-    cfg.custom_hooks = [dict(type='NaNAtIterHook', iteration=3)]
+    cfg.custom_hooks.append(dict(type='NaNAtIterHook', iteration=3))  # beside the config's guard
     config = str(tmp_path / 'nan.py')
     cfg.dump(config)
     work = tmp_path / 'work'
@@ -244,26 +244,18 @@ def test_nan_guard_names_infinite_losses_and_a_run_without_checkpoint():
                                      'saved before it. Non-finite: loss, loss_cls.')
 
 
-def test_train_py_swaps_in_the_resilient_classes_and_respects_the_config():
-    from mim_plugins.apis.train import make_resilient
+def test_skip_corrupt_images_flag_wraps_the_training_set_and_adds_its_hook():
+    from mim_plugins.apis.train import skip_corrupt_images
     cfg = Config(dict(
-        train_cfg=dict(by_epoch=True, max_epochs=3),
-        train_dataloader=dict(sampler=dict(type='DefaultSampler', shuffle=True),
-                              dataset=dict(type='CustomDataset', data_root='x')),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
+        train_dataloader=dict(dataset=dict(type='CustomDataset', data_root='x')),
         custom_hooks=[dict(type='SemMAELambdaHook')]))
-    make_resilient(cfg, skip_corrupt_images=True)
-    assert cfg.train_cfg == dict(type='ResumableEpochBasedTrainLoop', max_epochs=3)
-    assert cfg.train_dataloader.sampler.type == 'ResumableSampler'
-    assert cfg.default_hooks.checkpoint == dict(type='AtomicCheckpointHook', interval=1)
+    skip_corrupt_images(cfg)
     assert cfg.train_dataloader.dataset == dict(
         type='SkipCorruptImages', dataset=dict(type='CustomDataset', data_root='x'))
-    assert [h['type'] for h in cfg.custom_hooks] == ['SemMAELambdaHook', 'NaNGuardHook',
-                                                     'SkippedImagesHook']
-    # iteration-based loops, other samplers and a config without the guard stay as they are
-    cfg = Config(dict(train_cfg=dict(type='IterBasedTrainLoop', max_iters=10),
-                      train_dataloader=dict(sampler=dict(type='InfiniteSampler')),
-                      nan_guard=False))
-    make_resilient(cfg)
-    assert cfg.train_cfg.type == 'IterBasedTrainLoop'
-    assert cfg.train_dataloader.sampler.type == 'InfiniteSampler' and cfg.custom_hooks == []
+    assert [h['type'] for h in cfg.custom_hooks] == ['SemMAELambdaHook', 'SkippedImagesHook']
+    skip_corrupt_images(cfg)  # twice: neither wrapped nor listed again
+    assert cfg.train_dataloader.dataset.dataset.type == 'CustomDataset'
+    assert len(cfg.custom_hooks) == 2
+    shards = Config(dict(train_dataloader=dict(dataset=dict(type='ShardDataset'))))
+    skip_corrupt_images(shards)  # a stream skips in place: no index-shifting wrapper
+    assert shards.train_dataloader.dataset == dict(type='ShardDataset', skip_corrupt=True)

@@ -72,7 +72,7 @@ def write_config(tmp_path, tiny_data, name: str, workers: int, ckpt_every: int =
                                 persistent_workers=workers > 0)
     cfg.train_dataloader.dataset.data_root = tiny_data
     cfg.train_cfg.max_epochs = EPOCHS
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=ckpt_every or 1,
+    cfg.default_hooks.checkpoint = dict(type='AtomicCheckpointHook', interval=ckpt_every or 1,
                                         by_epoch=not ckpt_every, max_keep_ckpts=2)
     cfg.default_hooks.logger.interval = 1
     cfg.custom_hooks.append(dict(type='RecordIterHook', path=str(tmp_path / f'{name}.jsonl')))

@@ -11,7 +11,10 @@
 #  - the tokenizer loads from a local file (nothing downloads at run time): put OpenMMLab's
 #    dalle_encoder.pth (see README.md) at data/pretrained/dalle_encoder.pth;
 #  - images are read from the train/ folder tree without labels.
-_base_ = ['mmpretrain::beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py']
+_base_ = [
+    'mmpretrain::beit/beit_beit-base-p16_8xb256-amp-coslr-300e_in1k.py',
+    '../_base_/mim_runtime.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 mask_ratio = 0.4
@@ -31,6 +34,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
+    sampler=dict(type='ResumableSampler'),  # exact mid-epoch resume
     dataset=dict(
         _delete_=True,
         type='CustomDataset',
@@ -55,3 +59,7 @@ optim_wrapper = dict(
     optimizer=_base_.optim_wrapper.optimizer,
     clip_grad=_base_.optim_wrapper.clip_grad,
     paramwise_cfg=_base_.optim_wrapper.paramwise_cfg)
+
+# the resilient runtime (../_base_/mim_runtime.py): exact resume, safe checkpoints
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

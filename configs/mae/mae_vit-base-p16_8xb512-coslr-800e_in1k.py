@@ -9,7 +9,10 @@
 # Option, when the CPUs feeding the GPUs are the limit: crop_decode/mae_vit-base-p16_8xb512-
 # cropdecode-coslr-800e_in1k.py is this recipe with crop-aware JPEG decoding (load + crop in one
 # pass, the same crop boxes; about 2x the images per core, see README.md "Data at scale").
-_base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py']
+_base_ = [
+    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py',
+    '../_base_/mim_runtime.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 optim_wrapper = dict(
@@ -18,6 +21,7 @@ optim_wrapper = dict(
     optimizer=_base_.optim_wrapper.optimizer,
     paramwise_cfg=_base_.optim_wrapper.paramwise_cfg)
 train_dataloader = dict(
+    sampler=dict(type='ResumableSampler'),  # exact mid-epoch resume
     dataset=dict(
         _delete_=True,
         type='CustomDataset',
@@ -28,3 +32,7 @@ train_dataloader = dict(
     # restated because mmengine 0.10 passes the `_scope_` key it adds to an inherited collate_fn
     # on to the function as an argument
     collate_fn=dict(_delete_=True, type='default_collate'))
+
+# the resilient runtime (../_base_/mim_runtime.py): exact resume, safe checkpoints
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -6,7 +6,10 @@
 #    AmpOptimWrapper refuses to start without a GPU;
 #  - training images are read from the train/ folder tree without labels (pretraining needs
 #    none), so any image-folder data set works, not only one with exactly 1000 class folders.
-_base_ = ['mmpretrain::mae/mae_vit-huge-p14_8xb512-amp-coslr-1600e_in1k.py']
+_base_ = [
+    'mmpretrain::mae/mae_vit-huge-p14_8xb512-amp-coslr-1600e_in1k.py',
+    '../_base_/mim_runtime.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 optim_wrapper = dict(
@@ -15,6 +18,7 @@ optim_wrapper = dict(
     optimizer=_base_.optim_wrapper.optimizer,
     paramwise_cfg=_base_.optim_wrapper.paramwise_cfg)
 train_dataloader = dict(
+    sampler=dict(type='ResumableSampler'),  # exact mid-epoch resume
     dataset=dict(
         _delete_=True,
         type='CustomDataset',
@@ -25,3 +29,7 @@ train_dataloader = dict(
     # restated because mmengine 0.10 passes the `_scope_` key it adds to an inherited collate_fn
     # on to the function as an argument
     collate_fn=dict(_delete_=True, type='default_collate'))
+
+# the resilient runtime (../_base_/mim_runtime.py): exact resume, safe checkpoints
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

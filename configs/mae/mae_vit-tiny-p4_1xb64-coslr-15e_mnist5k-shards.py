@@ -27,4 +27,4 @@ train_dataloader = dict(
         batch_size=batch_size,
         shuffle_buffer=1000,
         pipeline=train_pipeline))
-custom_hooks = [dict(type='ShardEpochHook')]  # per-epoch shard order (no sampler to tell)
+custom_hooks = _base_.custom_hooks + [dict(type='ShardEpochHook')]  # per-epoch shard order (no sampler to tell)

@@ -6,6 +6,7 @@ _base_ = [
     '../_base_/models/mae_vit-tiny-p4.py',
     '../_base_/datasets/mnist5k_mae.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../_base_/mim_runtime.py',
 ]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
@@ -28,10 +29,10 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=1))
+    checkpoint=dict(type='AtomicCheckpointHook', interval=5, max_keep_ckpts=1))
 train_dataloader = dict(batch_size=64)
 randomness = dict(seed=0, diff_rank_seed=True)
 auto_scale_lr = dict(base_batch_size=64)

@@ -9,7 +9,7 @@ data_root = 'data/imagenet/'
 data_preprocessor = dict(
     mask_generator=dict(_delete_=True, type='SemanticPartMaskGenerator', mask_ratio=0.8,
                         lam_schedule='square'))
-custom_hooks = [dict(type='SemMAELambdaHook')]
+custom_hooks = _base_.custom_hooks + [dict(type='SemMAELambdaHook')]
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

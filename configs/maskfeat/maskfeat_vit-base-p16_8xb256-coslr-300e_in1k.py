@@ -8,7 +8,10 @@
 #  - masks are drawn by MaskingDataPreprocessor (one line swaps the generator);
 #  - mixed precision from the tools' `--amp` flag (AmpOptimWrapper refuses to start on CPU);
 #  - images are read from the train/ folder tree without labels.
-_base_ = ['mmpretrain::maskfeat/maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k.py']
+_base_ = [
+    'mmpretrain::maskfeat/maskfeat_vit-base-p16_8xb256-amp-coslr-300e_in1k.py',
+    '../_base_/mim_runtime.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 mask_ratio = 0.4
@@ -27,6 +30,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(
+    sampler=dict(type='ResumableSampler'),  # exact mid-epoch resume
     dataset=dict(
         _delete_=True,
         type='CustomDataset',
@@ -42,3 +46,7 @@ optim_wrapper = dict(
     optimizer=_base_.optim_wrapper.optimizer,
     clip_grad=_base_.optim_wrapper.clip_grad,
     paramwise_cfg=_base_.optim_wrapper.paramwise_cfg)
+
+# the resilient runtime (../_base_/mim_runtime.py): exact resume, safe checkpoints
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

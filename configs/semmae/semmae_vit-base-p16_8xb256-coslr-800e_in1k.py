@@ -23,7 +23,7 @@ data_preprocessor = dict(
     preprocessor={{_base_.data_preprocessor}},
     mask_generator=dict(
         type='SemanticPartMaskGenerator', mask_ratio=mask_ratio, lam_schedule='square'))
-custom_hooks = [dict(type='SemMAELambdaHook')]
+custom_hooks = _base_.custom_hooks + [dict(type='SemMAELambdaHook')]
 
 # MAE's augmentation (RandomResizedCrop scale (0.2, 1) + flip); the part map follows the crop
 # and the flip, and is packed for the data preprocessor.

@@ -16,7 +16,7 @@ data_preprocessor = dict(
     preprocessor={{_base_.data_preprocessor}},
     mask_generator=dict(
         type='SemanticPartMaskGenerator', mask_ratio=mask_ratio, lam_schedule='square'))
-custom_hooks = [dict(type='SemMAELambdaHook')]
+custom_hooks = _base_.custom_hooks + [dict(type='SemMAELambdaHook')]
 
 # The demo's augmentation (crop only: flipped digits are not digits); the part map follows it.
 train_pipeline = [

@@ -6,7 +6,10 @@
 # visible tokens, BN-MLP head, CE on logits / 10, weight 0.01) trained on the image labels.
 # As in configs/mae: mixed precision comes from the tools' `--amp` flag (mmengine's
 # AmpOptimWrapper refuses to start without a GPU); SupMAE trained with AMP.
-_base_ = ['mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py']
+_base_ = [
+    'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
+    '../_base_/mim_runtime.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 model = dict(
@@ -46,6 +49,7 @@ param_scheduler = [
 # The branch needs labels: the train/ class folders give them (sorted folder names = the usual
 # ImageNet class indices; add ann_file='meta/train.txt' to skip scanning the folders).
 train_dataloader = dict(
+    sampler=dict(type='ResumableSampler'),  # exact mid-epoch resume
     dataset=dict(
         _delete_=True,
         type='CustomDataset',
@@ -56,3 +60,7 @@ train_dataloader = dict(
     # restated because mmengine 0.10 passes the `_scope_` key it adds to an inherited collate_fn
     # on to the function as an argument
     collate_fn=dict(_delete_=True, type='default_collate'))
+
+# the resilient runtime (../_base_/mim_runtime.py): exact resume, safe checkpoints
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

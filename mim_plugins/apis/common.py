@@ -62,15 +62,6 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def add_checkpoint_report(cfg: Config) -> None:
-    """Add ``CheckpointReportHook`` (a report of what each checkpoint the run loads filled in the
-    model) unless the config lists it or sets ``checkpoint_report = False``."""
-    hooks = list(cfg.get('custom_hooks') or [])
-    if cfg.get('checkpoint_report', True) and all(
-            h.get('type') != 'CheckpointReportHook' for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='CheckpointReportHook')]
-
-
 def setup_launcher(cfg: Config) -> None:
     """On a machine without CUDA, run distributed jobs with gloo and a CPU DDP wrapper.
 

@@ -8,8 +8,7 @@ from mmengine.config import Config, ConfigDict
 from mmengine.runner import Runner
 
 from .checks import check_data_paths
-from .common import (add_checkpoint_report, add_common_args, checkpoint_arg, load_config,
-                     setup_launcher)
+from .common import add_common_args, checkpoint_arg, load_config, setup_launcher
 from .errors import UserInputError
 
 
@@ -61,7 +60,6 @@ def build_runner(args: argparse.Namespace) -> Runner:
     if args.tta:
         set_tta(cfg)
     check_data_paths(cfg, ('test_dataloader',))
-    add_checkpoint_report(cfg)
     setup_launcher(cfg)
     return Runner.from_cfg(cfg)
 

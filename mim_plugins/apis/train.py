@@ -3,13 +3,10 @@ import argparse
 from typing import List, Optional
 
 from mmengine.config import Config
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
-from ..models.sample_masks import check_mask_fields
 from .checks import check_data_paths
-from .common import (add_checkpoint_report, add_common_args, checkpoint_arg, load_config, set_amp,
-                     setup_launcher)
+from .common import add_common_args, checkpoint_arg, load_config, set_amp, setup_launcher
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -30,53 +27,27 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# Stock type -> our drop-in subclass: exact mid-epoch resume, checkpoints that survive a crash.
-_RESILIENT_TYPES = {'EpochBasedTrainLoop': 'ResumableEpochBasedTrainLoop',
-                    'DefaultSampler': 'ResumableSampler',
-                    'CheckpointHook': 'AtomicCheckpointHook'}
-
-
-def _swap_type(node: Optional[dict]) -> None:
-    if node and node.get('type') in _RESILIENT_TYPES:
-        node.type = _RESILIENT_TYPES[node.type]
-
-
-def make_resilient(cfg: Config, skip_corrupt_images: bool = False) -> None:
-    """What tools/train.py adds to every config, all of it a no-op in a run without incidents:
-
-    - ``ResumableEpochBasedTrainLoop`` + ``ResumableSampler`` for the stock epoch loop and
-      sampler, and ``AtomicCheckpointHook`` for ``CheckpointHook``: ``--resume`` from a
-      checkpoint taken mid-epoch continues exactly (data order, lr, λ, random state), and a
-      crash or a full disk while saving leaves the previous checkpoint intact;
-    - ``NaNGuardHook``, unless the config lists it or sets ``nan_guard = False``;
-    - with ``skip_corrupt_images``, ``SkipCorruptImages`` around the training set (a streamed
-      ``ShardDataset`` skips in its own stream: ``skip_corrupt=True``) and ``SkippedImagesHook``.
-    """
-    train_cfg = cfg.get('train_cfg')
-    if train_cfg and 'type' not in train_cfg and train_cfg.get('by_epoch', False):
-        train_cfg.pop('by_epoch')
-        train_cfg.type = 'EpochBasedTrainLoop'
-    _swap_type(train_cfg)
+def skip_corrupt_images(cfg: Config) -> None:
+    """``--skip-corrupt-images``: wrap the training set in ``SkipCorruptImages`` (a streamed
+    ``ShardDataset`` skips in its own stream: ``skip_corrupt=True``) and add
+    ``SkippedImagesHook``, which logs how many images each epoch skipped."""
     loader = cfg.get('train_dataloader')
-    if loader:
-        _swap_type(loader.get('sampler'))
-    _swap_type(cfg.get('default_hooks', {}).get('checkpoint'))
+    if not loader:
+        return
+    if loader.dataset.get('type') == 'ShardDataset':  # no indices for a wrapper to shift
+        loader.dataset.skip_corrupt = True
+    elif loader.dataset.get('type') != 'SkipCorruptImages':
+        loader.dataset = dict(type='SkipCorruptImages', dataset=loader.dataset)
     hooks = list(cfg.get('custom_hooks') or [])
-    types = {h.get('type') for h in hooks}
-    if cfg.get('nan_guard', True) and 'NaNGuardHook' not in types:
-        hooks.append(dict(type='NaNGuardHook'))
-    if skip_corrupt_images and loader:
-        if loader.dataset.get('type') == 'ShardDataset':  # no indices for a wrapper to shift
-            loader.dataset.skip_corrupt = True
-        elif loader.dataset.get('type') != 'SkipCorruptImages':
-            loader.dataset = dict(type='SkipCorruptImages', dataset=loader.dataset)
-        if 'SkippedImagesHook' not in types:
-            hooks.append(dict(type='SkippedImagesHook'))
-    cfg.custom_hooks = hooks
+    if all(h.get('type') != 'SkippedImagesHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='SkippedImagesHook')]
 
 
 def build_runner(args: argparse.Namespace, cfg: Optional[Config] = None) -> Runner:
-    """The mmengine Runner for ``args``: config merged with the flags, data paths checked.
+    """The mmengine Runner for ``args``: the config merged with the flags, data paths checked,
+    then ``Runner.from_cfg`` as ``mim train`` and OpenMMLab's own tools call it. Everything a
+    run needs beyond the flags (resilient loop and sampler, atomic checkpoints, NaN guard,
+    checkpoint report, mask-field check) is in the config (configs/_base_/mim_runtime.py).
     ``cfg``: the config ``load_config(args)`` returned, edited by the caller in between (the
     tests shrink it to tiny data); None: loaded here."""
     cfg = load_config(args) if cfg is None else cfg
@@ -95,13 +66,10 @@ def build_runner(args: argparse.Namespace, cfg: Optional[Config] = None) -> Runn
             if args.no_persistent_workers:
                 cfg[key].persistent_workers = False
     check_data_paths(cfg, ('train_dataloader',) + (() if args.no_validate else ('val_dataloader',)))
-    make_resilient(cfg, args.skip_corrupt_images)
-    add_checkpoint_report(cfg)
+    if args.skip_corrupt_images:
+        skip_corrupt_images(cfg)
     setup_launcher(cfg)
-    runner = Runner.from_cfg(cfg)
-    # stock mmpretrain algorithms declare nothing themselves: refuse a mask field they ignore
-    check_mask_fields(runner.model.module if is_model_wrapper(runner.model) else runner.model)
-    return runner
+    return Runner.from_cfg(cfg)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

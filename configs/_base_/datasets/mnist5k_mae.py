@@ -16,7 +16,7 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     drop_last=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='ResumableSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type=dataset_type, data_root=data_root, data_prefix='train', with_label=False,
                  pipeline=train_pipeline))

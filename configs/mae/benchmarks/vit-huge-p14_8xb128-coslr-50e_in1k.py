@@ -2,15 +2,25 @@
 # mmpretrain's config already is the MAE recipe for ViT-H (paper appendix, official FINETUNE.md):
 # 50 epochs (5 warm-up), lr 1e-3 x 1024 / 256, layer decay 0.75, drop path 0.3; the rest as ViT-B.
 # Give the pretrained checkpoint as model.backbone.init_cfg.checkpoint.
-_base_ = ['mmpretrain::mae/benchmarks/vit-huge-p14_8xb128-coslr-50e_in1k.py']
+_base_ = [
+    'mmpretrain::mae/benchmarks/vit-huge-p14_8xb128-coslr-50e_in1k.py',
+    '../../_base_/mim_runtime.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 # Labels from the train/ class folders (sorted folder names = the usual ImageNet class indices),
 # so any class-folder data set works, not only one with exactly 1000 classes; val is unchanged.
 train_dataloader = dict(
+    sampler=dict(type='ResumableSampler'),  # exact mid-epoch resume
     dataset=dict(
         _delete_=True,
         type='CustomDataset',
         data_root='data/imagenet/',
         data_prefix='train',
         pipeline=_base_.train_pipeline))
+
+# the resilient runtime (../../_base_/mim_runtime.py): exact resume, safe checkpoints
+train_cfg = dict(_delete_=True, type='ResumableEpochBasedTrainLoop',
+                 max_epochs=_base_.train_cfg.max_epochs,
+                 val_interval=_base_.train_cfg.val_interval)
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -3,6 +3,7 @@
 _base_ = [
     '../../_base_/datasets/mnist5k_cls.py',
     'mmpretrain::_base_/default_runtime.py',
+    '../../_base_/mim_runtime.py',
 ]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
@@ -44,10 +45,11 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, eta_min=1e-6, convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
+                 val_interval=max_epochs)
 val_cfg = dict()
 test_cfg = dict()
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
+    checkpoint=dict(type='AtomicCheckpointHook', interval=max_epochs, max_keep_ckpts=1))
 randomness = dict(seed=0, diff_rank_seed=True)

@@ -35,9 +35,8 @@ class CheckpointReportHook(Hook):
     - ``load_from`` and ``--resume``: watched from ``after_load_checkpoint``, which the runner
       calls between reading the file and loading it into the model.
 
-    ``tools/train.py`` and ``tools/test.py`` add it unless the config lists it or sets
-    ``checkpoint_report = False``; with other launchers (``mim train``) list it in
-    ``custom_hooks``.
+    Every config lists it through ``configs/_base_/mim_runtime.py``, so it reports under every
+    launcher (our tools, ``mim train/test``, OpenMMLab's tools).
     """
 
     def __init__(self) -> None:

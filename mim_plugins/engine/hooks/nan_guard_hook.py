@@ -23,8 +23,7 @@ class NaNGuardHook(Hook):
     It runs after the logger (so the bad iteration is in the log) and before the checkpoint
     hook (so the diverged weights are never saved). In distributed training the verdict is
     all-reduced, so every rank stops at the same iteration instead of the others hanging.
-    ``tools/train.py`` adds it to every run unless the config lists it or sets
-    ``nan_guard = False``.
+    Every config lists it through ``configs/_base_/mim_runtime.py``.
     """
 
     priority = 'LOW'  # after LoggerHook (BELOW_NORMAL), before CheckpointHook (VERY_LOW)

@@ -1,0 +1,18 @@
+# The hooks every config of this project runs with, whoever launches it (tools/train.py,
+# tools/dist_train.sh, `mim train`/`mim test`, mmpretrain's or mmseg's own tools/train.py): a
+# root config (one that inherits no other config of ours) lists this file in `_base_` and also
+# names the resilient loop, sampler and checkpoint hook, which stock bases already define (mmengine
+# refuses a key defined by two bases, so those three are stated in the root config itself):
+#   train_cfg = dict(type='ResumableEpochBasedTrainLoop')            exact mid-epoch --resume
+#   train_dataloader = dict(sampler=dict(type='ResumableSampler'))   skips what was trained
+#   default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))   crash/disk-full safe
+# tests/test_entry_points.py checks every config for all of it. A config that adds hooks keeps
+# these: `custom_hooks = _base_.custom_hooks + [...]`.
+custom_hooks = [
+    # stop at the first NaN/inf loss, before saving the diverged weights
+    dict(type='NaNGuardHook'),
+    # log what each loaded checkpoint filled in the model (init_cfg, load_from, --resume)
+    dict(type='CheckpointReportHook'),
+    # refuse a mask field written by the preprocessor that the algorithm never reads
+    dict(type='MaskFieldCheckHook'),
+]
