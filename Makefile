@@ -1,4 +1,5 @@
-# README.md's commands: `make demo` (lite set-up + main job), `make test` (full set-up + tests),
+# README.md's commands: `make demo` (lite set-up + main job), `make test` (full set-up + every
+# test: what CI runs), `make test-fast` (the same without the tests marked slow: minutes),
 # `make demo-semmae` (lite set-up + the SemMAE pipeline demo), `make demo-seg` (full set-up + the
 # segmentation demo). `make setup-lite` / `make setup` install the lite profile (no compiler,
 # everything but segmentation) / the full one (compiled mmcv, adds segmentation; upgrades a lite
@@ -7,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: setup setup-lite demo demo-semmae demo-seg test
+.PHONY: setup setup-lite demo demo-semmae demo-seg test test-fast
 setup:
 	PROFILE=full bash tools/setup_env.sh
 
@@ -26,3 +27,7 @@ demo-seg: setup
 test: setup
 	bash tools/setup_browser.sh
 	$(PY) -m pytest tests -ra
+
+# The developer's first check: no demos, browser, installs or per-recipe training (pytest.ini).
+test-fast: setup
+	$(PY) -m pytest tests -ra -m "not slow"
