@@ -84,6 +84,7 @@ def test_amp_runs_the_forward_pass_in_bf16_on_cpu(tmp_path):
     assert step.flops() > 0
 
 
+@pytest.mark.slow
 def test_compile_takes_the_same_steps_as_the_eager_model(tmp_path):
     """``--compile`` (``TrainStep.compile``): the compiled backbone, neck and head give the eager
     model's losses over two steps, so the same forward pass and the same update. SemMAE, whose
