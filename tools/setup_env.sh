@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the stack into a virtual environment, in one of two profiles (README.md "Install"):
+# Installs the stack into a virtual environment, in one of two profiles (docs/install.md):
 #
 #   PROFILE=lite   torch, mmcv-lite (pure Python: nothing is compiled), mmengine, mmpretrain, the
 #                  demos' packages, mim_plugins. Everything except segmentation (`make setup-lite`,
