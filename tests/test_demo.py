@@ -1,6 +1,6 @@
-"""The main job's driver and the SemMAE demo, end to end on the real embedded MNIST-5k at
-``DEMO_EPOCHS`` per stage: the main job runs once per test run (``main_demo`` in conftest.py),
-the SemMAE demo reuses its MAE."""
+"""The main job's driver and the SemMAE demo, end to end on the real embedded MNIST-5k: the main
+job runs once per test run (``main_demo`` in conftest.py: MAE pretrained 10 epochs, 1 epoch of
+each evaluation), the SemMAE demo reuses its MAE (1 epoch of SemMAE and of each evaluation)."""
 import json
 import os
 import os.path as osp
@@ -18,9 +18,10 @@ from conftest import ROOT, run_env
 pytestmark = pytest.mark.slow
 
 PROTOCOLS = ('fine-tune', 'linear probe', 'k-NN')
-# MAE must beat the random initialisation by this much (top-1 points) in MARGIN_PROTOCOL, at
-# DEMO_EPOCHS per stage. Measured with the same settings: see docs/testing.md.
-MARGIN_PROTOCOL, MARGIN = 'linear probe', 5.0
+# MAE must beat the random initialisation by this much (top-1 points) in the k-NN probe, which
+# reads the frozen encoder as it is (1 epoch of fine-tuning or probing is too short to tell).
+# Measured (docs/demos.md): 52.2% at epoch 10 against 35.6% for the random initialisation.
+MARGIN_PROTOCOL, MARGIN = 'k-NN', 8.0
 
 
 def table(stdout: str) -> dict:
@@ -67,8 +68,7 @@ def test_semmae_demo_reuses_the_main_jobs_mae(main_demo):
     mae_files = {f: os.stat(osp.join(mae_dir, f)).st_mtime_ns for f in os.listdir(mae_dir)}
     result = subprocess.run(
         [sys.executable, 'tools/run_semmae_demo.py', '--work-dir', main_demo.work,
-         '--data-root', main_demo.data, '--pretrain-epochs', str(main_demo.epochs),
-         '--eval-epochs', str(main_demo.epochs)],
+         '--data-root', main_demo.data, '--pretrain-epochs', '1', '--eval-epochs', '1'],
         cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     # stage 1 froze the main job's MAE, which was not pretrained again
@@ -82,8 +82,7 @@ def test_semmae_demo_reuses_the_main_jobs_mae(main_demo):
     assert len(maps) == 4000
     ids = np.array(Image.open(maps[0]))
     assert ids.shape == (7, 7) and ids.max() < 7
-    assert osp.isfile(osp.join(main_demo.work, 'semmae_pretrain',
-                               f'epoch_{main_demo.epochs}.pth'))
+    assert osp.isfile(osp.join(main_demo.work, 'semmae_pretrain', 'epoch_1.pth'))
     # one row per protocol, SemMAE then MAE; MAE's cells are the main job's own results
     rows = re.findall(r'^\[demo\] (fine-tune|linear probe)\s+([\d.]+)%\s+([\d.]+)%$',
                       result.stdout, re.M)

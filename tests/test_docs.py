@@ -21,7 +21,8 @@ import pytest
 
 from conftest import ROOT, run_env
 
-DOCS = ['README.md'] + sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'docs', '*.md')))
+DOCS = ['README.md'] + sorted(osp.relpath(p, ROOT)
+                              for p in glob.glob(osp.join(ROOT, 'docs', '*.md')))
 SHELL_FENCE = re.compile(r'^```(?:bash|sh|shell|console)\n(.*?)^```', re.M | re.S)
 LINK = re.compile(r'\]\(([^)\s]+)\)')
 # Tokens naming something inside the repository: these must exist (outputs go to data/,
@@ -30,7 +31,8 @@ REPO_ROOTS = ('configs/', 'configs_seg/', 'tools/', 'tests/', 'docs/', 'mim_plug
               'requirements/')
 PYTHONS = ('python', 'python3', '.venv/bin/python')
 
-HelpKey = Tuple[str, ...]  # ('tools/train.py',), ('tools/benchmark.py', 'pipeline'), ('mim', 'train')
+# ('tools/train.py',), ('tools/benchmark.py', 'pipeline'), ('mim', 'train')
+HelpKey = Tuple[str, ...]
 HelpOf = Callable[[HelpKey], str]
 
 # Runs each tool's ``--help`` in one process, so that the stack is imported once, not per tool.
@@ -140,9 +142,10 @@ def check_command(command: str, help_of: HelpOf, root: str = ROOT) -> List[str]:
     for key, text in zip(help_keys(argv), helps):
         if 'HELP FAILED' in text or 'usage' not in text.lower():
             problems.append(f'{" ".join(key)} --help did not print a usage: {text[-300:]!r}')
+    tools = ' / '.join(' '.join(k) for k in help_keys(argv))
     for flag in flags(argv):
         if not any(re.search(rf'(?<![\w-]){re.escape(flag)}(?![\w-])', t) for t in helps):
-            problems.append(f'{flag} is not a flag of {" / ".join(" ".join(k) for k in help_keys(argv))}')
+            problems.append(f'{flag} is not a flag of {tools}')
     return problems
 
 
@@ -190,7 +193,8 @@ def test_every_documented_command_names_what_exists(helps):
     commands = documented_commands()
     assert len(commands) >= 30, 'the fenced shell blocks were not found'
     helps.prefetch([k for _, c in commands for k in help_keys(words(c))])
-    problems = [f'{doc}: {cmd}\n    {p}' for doc, cmd in commands for p in check_command(cmd, helps)]
+    problems = [f'{doc}: {cmd}\n    {p}'
+                for doc, cmd in commands for p in check_command(cmd, helps)]
     assert not problems, '\n'.join(problems)
 
 
@@ -207,7 +211,7 @@ def test_the_checker_catches_drift(tmp_path, helps):
         'python tools/train.py CONFIG --resume-from CKPT   # a flag train.py never had',
         'python tools/train_v2.py CONFIG                    # a script that does not exist',
         'bash tools/dist_train.sh configs/mae/mae_vit-tiny-p4_1xb64-coslr-1e_mnist5k.py 8',
-        'bash tools/dist_train.sh CONFIG 8 --ampp           # forwarded to train.py, not a flag of it',
+        'bash tools/dist_train.sh CONFIG 8 --ampp      # forwarded to train.py, not a flag of it',
         'mim train mmpretrain CONFIG --gpus 8 --launcher pytorch   # fine',
         'conda activate mim                                 # a program without a rule',
         '```',
@@ -246,7 +250,7 @@ def test_relative_links_resolve(doc):
         if re.match(r'^[a-z]+:', link):  # http(s):, mailto:
             continue
         path, _, anchor = link.partition('#')
-        target = osp.normpath(osp.join(ROOT, osp.dirname(doc), path)) if path else osp.join(ROOT, doc)
+        target = osp.normpath(osp.join(ROOT, osp.dirname(doc), path or osp.basename(doc)))
         if not osp.exists(target):
             broken.append(f'{link}: no such file')
         elif anchor and target.endswith('.md') and anchor not in anchors(target):
