@@ -17,6 +17,7 @@ FIELDS = ('config', 'batch_size', 'step_ms', 'img_s', 'gflop_per_step', 'gflop_p
           'tflop_s', 'peak_fraction', 'optimizer_ms', 'peak_rss_mib', 'pipeline_img_s')
 
 
+@pytest.mark.slow
 def test_cli_reports_every_field_and_the_side_by_side_ratio(tmp_path):
     out = tmp_path / 'bench.json'
     result = subprocess.run(
