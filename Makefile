@@ -1,15 +1,16 @@
 # README.md's commands, all on the default install profile, which compiles nothing
 # (docs/install.md): `make demo` (set-up + main job), `make demo-semmae` (the SemMAE pipeline
-# demo), `make demo-seg` (the segmentation demo), `make test` (set-up + tests). `make setup`
-# installs the profile alone. PROFILE=compiled (opt-in) takes mmcv compiled with its ops and
-# upstream mmsegmentation 1.2.2 instead (`make test PROFILE=compiled`); TORCH=2.14.1 takes the
-# newer torch (lite only). `make setup-lite` is the old name of `make setup`.
+# demo), `make demo-seg` (the segmentation demo), `make test` (set-up + every test: what CI runs),
+# `make test-fast` (the same without the tests marked slow: minutes). `make setup` installs the
+# profile alone. PROFILE=compiled (opt-in) takes mmcv compiled with its ops and upstream
+# mmsegmentation 1.2.2 instead (`make test PROFILE=compiled`); TORCH=2.14.1 takes the newer torch
+# (lite only). `make setup-lite` is the old name of `make setup`.
 VENV ?= .venv
 PROFILE ?= lite
 PY := $(VENV)/bin/python
 export VENV PROFILE
 
-.PHONY: setup setup-lite demo demo-semmae demo-seg test
+.PHONY: setup setup-lite demo demo-semmae demo-seg test test-fast
 setup:
 	bash tools/setup_env.sh
 
@@ -27,3 +28,7 @@ demo-seg: setup
 test: setup
 	bash tools/setup_browser.sh
 	$(PY) -m pytest tests -ra
+
+# The developer's first check: no demos, browser, installs or per-recipe training (pytest.ini).
+test-fast: setup
+	$(PY) -m pytest tests -ra -m "not slow"

@@ -2,7 +2,10 @@
 import glob
 import os
 import os.path as osp
+import resource
+import subprocess
 import sys
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -39,8 +42,56 @@ def tiny_data(tmp_path_factory) -> str:
     return make_tiny_dataset(str(tmp_path_factory.mktemp('tiny_mnist')))
 
 
+class DemoRun(NamedTuple):
+    work: str  # --work-dir: mae_pretrain/, fine-tune_MAE/, knn_*.json, mae_reconstruction.png
+    data: str  # --data-root: MNIST-5k in the CustomDataset layout
+    stdout: str
+
+
+# MAE pretrains 10 of its 15 epochs (the schedule is the 15-epoch one's: only the loop stops
+# early), past the plateau its loss leaves around epoch 6-9, so its k-NN accuracy is well above
+# a random initialisation's (docs/demos.md: 52.2% at epoch 10, random init 35.6%); fine-tuning
+# and probing run 1 epoch each, enough to exercise them.
+DEMO_PRETRAIN_EPOCHS, DEMO_EVAL_EPOCHS = 10, 1
+
+
+@pytest.fixture(scope='session')
+def main_demo(tmp_path_factory) -> DemoRun:
+    """The main job (``tools/run_demo.py``) once per test run, on the real embedded MNIST-5k:
+    its tests read it, and the SemMAE demo reuses its MAE rather than pretraining another."""
+    root = tmp_path_factory.mktemp('main_demo')
+    work, data = str(root / 'demo'), str(root / 'mnist5k')
+    result = subprocess.run(
+        [sys.executable, 'tools/run_demo.py', '--work-dir', work, '--data-root', data,
+         '--pretrain-epochs', str(DEMO_PRETRAIN_EPOCHS),
+         '--eval-epochs', str(DEMO_EVAL_EPOCHS)],
+        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return DemoRun(work, data, result.stdout)
+
+
 def run_env() -> dict:
     """Environment for tool subprocesses: the repository importable, one thread per process."""
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', MIM_PYTHON=sys.executable)
     env.pop('MIM_PLUGINS_DEBUG', None)
     return env
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the subprocesses it has waited for (tools, torchrun)."""
+    own, children = (resource.getrusage(who)
+                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """``MIM_TEST_CPU_REPORT=FILE`` appends each test's CPU seconds (setup, call and teardown,
+    its subprocesses included) to FILE: on a machine shared with other jobs, wall-clock
+    durations say more about the neighbours than about the test (docs/testing.md)."""
+    report = os.environ.get('MIM_TEST_CPU_REPORT')
+    start = _cpu_seconds() if report else 0.0
+    yield
+    if report:
+        with open(report, 'a') as f:
+            f.write(f'{_cpu_seconds() - start:.2f}\t{item.nodeid}\n')

@@ -17,6 +17,7 @@ FIELDS = ('config', 'batch_size', 'step_ms', 'img_s', 'gflop_per_step', 'gflop_p
           'tflop_s', 'peak_fraction', 'optimizer_ms', 'peak_rss_mib', 'pipeline_img_s')
 
 
+@pytest.mark.slow
 def test_cli_reports_every_field_and_the_side_by_side_ratio(tmp_path):
     out = tmp_path / 'bench.json'
     result = subprocess.run(
@@ -84,6 +85,7 @@ def test_amp_runs_the_forward_pass_in_bf16_on_cpu(tmp_path):
     assert step.flops() > 0
 
 
+@pytest.mark.slow
 def test_compile_takes_the_same_steps_as_the_eager_model(tmp_path):
     """``--compile`` (``TrainStep.compile``): the compiled backbone, neck and head give the eager
     model's losses over two steps, so the same forward pass and the same update. SemMAE, whose

@@ -1,59 +1,97 @@
-"""The main job's driver, end to end at 1 epoch per stage on the real embedded MNIST-5k."""
+"""The main job's driver and the SemMAE demo, end to end on the real embedded MNIST-5k: the main
+job runs once per test run (``main_demo`` in conftest.py: MAE pretrained 10 epochs, 1 epoch of
+each evaluation), the SemMAE demo reuses its MAE (1 epoch of SemMAE and of each evaluation)."""
 import json
+import os
+import os.path as osp
 import re
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import ROOT, run_env
 
+# Two end-to-end runs of the demos' drivers: the slow tier (make test runs it).
+pytestmark = pytest.mark.slow
 
-def test_demo_runs_every_stage(tmp_path):
-    work, data = tmp_path / 'demo', tmp_path / 'mnist5k'
-    result = subprocess.run(
-        [sys.executable, 'tools/run_demo.py', '--work-dir', str(work), '--data-root', str(data),
-         '--pretrain-epochs', '1', '--eval-epochs', '1'],
-        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    out = result.stdout
-    assert "{'train': 4000, 'val': 1000, 'labelled': 500}" in out
-    # one row per encoder, columns fine-tune / linear probe / k-NN ('-': not run)
+PROTOCOLS = ('fine-tune', 'linear probe', 'k-NN')
+# MAE must beat the random initialisation by this much (top-1 points) in the k-NN probe, which
+# reads the frozen encoder as it is (1 epoch of fine-tuning or probing is too short to tell).
+# Measured (docs/demos.md): 52.2% at epoch 10 against 35.6% for the random initialisation.
+MARGIN_PROTOCOL, MARGIN = 'k-NN', 8.0
+
+
+def table(stdout: str) -> dict:
+    """``{(encoder, protocol): top-1}`` from the demo's table ('-': not run, left out)."""
     rows = {m.group(1): m.group(2).split() for m in re.finditer(
-        r'^\[demo\] (MAE|random init|raw pixels) +([\d.% -]+)$', out, re.M)}
-    assert set(rows) == {'MAE', 'random init', 'raw pixels'}, out[-2000:]
-    assert rows['raw pixels'][0] == '-'
-    accs = {(name, proto): float(cell.rstrip('%')) for name, cells in rows.items()
-            for proto, cell in zip(('fine-tune', 'linear probe', 'k-NN'), cells) if cell != '-'}
-    assert len(accs) == 8 and all(0 <= a <= 100 for a in accs.values())
+        r'^\[demo\] (MAE|random init|raw pixels) +([\d.% -]+)$', stdout, re.M)}
+    assert set(rows) == {'MAE', 'random init', 'raw pixels'}, stdout[-2000:]
+    assert all(len(cells) == len(PROTOCOLS) for cells in rows.values()), rows
+    return {(name, proto): float(cell.rstrip('%')) for name, cells in rows.items()
+            for proto, cell in zip(PROTOCOLS, cells) if cell != '-'}
+
+
+def test_demo_runs_every_stage_and_mae_beats_random_init(main_demo):
+    work, out = main_demo.work, main_demo.stdout
+    assert "{'train': 4000, 'val': 1000, 'labelled': 500}" in out
+    accs = table(out)
+    # every row: MAE and random init under the three protocols, raw pixels without fine-tuning
+    assert sorted(accs) == sorted([(n, p) for n in ('MAE', 'random init') for p in PROTOCOLS]
+                                  + [('raw pixels', 'linear probe'), ('raw pixels', 'k-NN')])
+    assert all(0 <= a <= 100 for a in accs.values())
+    assert accs[('MAE', MARGIN_PROTOCOL)] >= accs[('random init', MARGIN_PROTOCOL)] + MARGIN, accs
     # the table repeats what each test run and each k-NN probe wrote
-    ft = json.loads((work / 'fine-tune_MAE' / 'metrics.json').read_text())['accuracy/top1']
-    assert abs(ft - accs[('MAE', 'fine-tune')]) < 0.01
-    probe = json.loads((work / 'linear_probe_raw_pixels' / 'metrics.json').read_text())
-    assert abs(probe['accuracy/top1'] - accs[('raw pixels', 'linear probe')]) < 0.01
+    for proto in ('fine-tune', 'linear probe'):
+        for name in ('MAE', 'random init'):
+            path = osp.join(work, f"{proto.replace(' ', '_')}_{name.replace(' ', '_')}",
+                            'metrics.json')
+            with open(path) as f:
+                assert abs(json.load(f)['accuracy/top1'] - accs[(name, proto)]) < 0.01
+    with open(osp.join(work, 'linear_probe_raw_pixels', 'metrics.json')) as f:
+        assert abs(json.load(f)['accuracy/top1'] - accs[('raw pixels', 'linear probe')]) < 0.01
     for name in ('MAE', 'random init', 'raw pixels'):
-        knn = json.loads((work / f"knn_{name.replace(' ', '_')}.json").read_text())
+        with open(osp.join(work, f"knn_{name.replace(' ', '_')}.json")) as f:
+            knn = json.load(f)
         assert abs(knn['accuracy/top1'] - accs[(name, 'k-NN')]) < 0.01
         assert (knn['k'], knn['temperature'], knn['num_train'], knn['num_val']) == \
             (20, 0.07, 500, 1000)
-    fig = Image.open(work / 'mae_reconstruction.png')
+    fig = Image.open(osp.join(work, 'mae_reconstruction.png'))
     assert fig.size == (4 * 116 + 4, 14 + 8 * 116 + 4)
     assert 'ETA' in out
 
 
-def test_semmae_demo_runs_stage1_stage2_and_evaluates(tmp_path):
-    work, data = tmp_path / 'demo', tmp_path / 'mnist5k'
+def test_semmae_demo_reuses_the_main_jobs_mae(main_demo):
+    mae_dir = osp.join(main_demo.work, 'mae_pretrain')
+    mae_files = {f: os.stat(osp.join(mae_dir, f)).st_mtime_ns for f in os.listdir(mae_dir)}
     result = subprocess.run(
-        [sys.executable, 'tools/run_semmae_demo.py', '--work-dir', str(work), '--data-root',
-         str(data), '--pretrain-epochs', '1', '--eval-epochs', '1'],
+        [sys.executable, 'tools/run_semmae_demo.py', '--work-dir', main_demo.work,
+         '--data-root', main_demo.data, '--pretrain-epochs', '1', '--eval-epochs', '1'],
         cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # stage 1 froze the main job's MAE, which was not pretrained again
+    with open(osp.join(mae_dir, 'last_checkpoint')) as f:
+        mae_ckpt = f.read().strip()
+    assert f"[demo] stage 1 uses the main job's MAE: {mae_ckpt}" in result.stdout
+    assert {f: os.stat(osp.join(mae_dir, f)).st_mtime_ns for f in os.listdir(mae_dir)} == \
+        mae_files
     # stage 1 wrote a 7x7 map with ids < 7 for every one of the 4000 train images
-    maps = list((data / 'part_maps' / 'train').rglob('*.png'))
+    maps = sorted(glob_pngs(osp.join(main_demo.data, 'part_maps', 'train')))
     assert len(maps) == 4000
-    import numpy as np
     ids = np.array(Image.open(maps[0]))
     assert ids.shape == (7, 7) and ids.max() < 7
-    assert (work / 'semmae_pretrain' / 'epoch_1.pth').is_file()
-    rows = re.findall(r'\[demo\] (fine-tune|linear probe)\s+([\d.]+)%\s+([\d.]+)%', result.stdout)
+    assert osp.isfile(osp.join(main_demo.work, 'semmae_pretrain', 'epoch_1.pth'))
+    # one row per protocol, SemMAE then MAE; MAE's cells are the main job's own results
+    rows = re.findall(r'^\[demo\] (fine-tune|linear probe)\s+([\d.]+)%\s+([\d.]+)%$',
+                      result.stdout, re.M)
     assert [r[0] for r in rows] == ['fine-tune', 'linear probe']
+    main = table(main_demo.stdout)
+    for proto, semmae, mae in rows:
+        assert float(mae) == pytest.approx(main[('MAE', proto)], abs=0.01)
+        assert 0 <= float(semmae) <= 100
+
+
+def glob_pngs(root: str) -> list:
+    return [osp.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith('.png')]

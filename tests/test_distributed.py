@@ -27,6 +27,9 @@ from mmpretrain.registry import DATASETS, MODELS, TRANSFORMS
 from conftest import ROOT, run_env
 from mim_plugins.masking import random_mask
 
+# Multi-process training runs compared with single-process ones: the slow tier.
+pytestmark = pytest.mark.slow
+
 MAE_CFG = osp.join(ROOT, 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py')
 GLOBAL_BATCH, EPOCHS = 8, 3  # 20 tiny images, drop_last: 2 iterations per epoch, 6 in all
 

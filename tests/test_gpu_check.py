@@ -93,6 +93,7 @@ def device_env(python: str, root, wheelhouse: str = WHEELHOUSE) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_install_from_the_wheelhouse_on_a_device_like_python(device_venv):
     """The script's install step, offline (``--no-index``): the stack imports, every ViT-B/16
     config loads, and the setuptools wheel (pkg_resources) goes in only because this Python has
@@ -121,6 +122,7 @@ def test_install_from_the_wheelhouse_on_a_device_like_python(device_venv):
     assert entry['losses']['finite'] and entry['amp_dtype'] == 'bfloat16'
 
 
+@pytest.mark.slow
 def test_a_missing_wheel_is_named_before_any_gpu_time(device_venv, tmp_path):
     """Without addict (mmengine needs it, the GPU image lacks it) the preflight stops with
     status 2 and names it, and what to do."""
@@ -212,6 +214,7 @@ def test_junit_results_and_what_fails_the_check(tmp_path):
         'tests.test_cuda::test_c[cuda]']
 
 
+@pytest.mark.slow
 def test_smoke_run_of_the_script_on_cpu(tmp_path):
     """``tools/gpu_check.sh`` end to end on CPU, in this environment (SKIP_INSTALL; no CUDA
     tests to run here): two demo configs in bf16 autocast, finite losses, the pipeline on two

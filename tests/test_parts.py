@@ -314,6 +314,7 @@ def test_cli_end_to_end_and_figure(vit, regions, tmp_path):
         assert np.array_equal(centres, PALETTE[maps[path]])
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_write_every_map_once(vit, regions, tmp_path):
     root, truth = regions
     part_root = str(tmp_path / 'ddp')

@@ -120,6 +120,7 @@ def kill_then_resume(tmp_path, tiny_data, workers: int, ckpt_every: int, kill_at
     return records(tmp_path, 'killed'), records(tmp_path, 'resumed'), resumed.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('ckpt_every,kill_at', [(3, 8), (0, 12)],
                          ids=['mid-epoch', 'epoch-checkpoint'])
 def test_resume_repeats_the_uninterrupted_run_exactly(uninterrupted, tiny_data, tmp_path,
@@ -143,6 +144,7 @@ def test_resume_repeats_the_uninterrupted_run_exactly(uninterrupted, tiny_data, 
         assert len({r['lam'] for r in resumed}) == 2 and len({r['lr'] for r in resumed}) > 5
 
 
+@pytest.mark.slow
 def test_resume_with_workers_continues_data_order_lr_and_lambda(uninterrupted, tiny_data,
                                                                 tmp_path):
     # With 2 persistent workers the sampler skips the consumed indices; the crops drawn in the

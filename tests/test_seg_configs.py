@@ -145,7 +145,9 @@ def shrunk_for_train_py(config: str, data_root: str, work_dir: str) -> Tuple[Nam
     return args, cfg
 
 
-@pytest.mark.parametrize('config', SEG_CONFIGS)
+# The MNIST configs train in seconds: the fast tier; the ViT-B recipes are slow.
+@pytest.mark.parametrize('config', [
+    pytest.param(c, id=c, marks=() if 'mnist5k' in c else pytest.mark.slow) for c in SEG_CONFIGS])
 def test_seg_config_trains_two_iterations_and_tests(config, seg_data, tmp_path):
     args, cfg = shrunk_for_train_py(config, seg_data[data_kind(config)], str(tmp_path))
     assert cfg.custom_imports == dict(imports=['mim_plugins'], allow_failed_imports=False)
@@ -164,6 +166,7 @@ def _tool(args, work_dir):
     return result
 
 
+@pytest.mark.slow
 def test_tools_train_then_test_report_miou(seg_data, tmp_path):
     """tools/train.py (validating at the end) then tools/test.py, plain and --tta, in
     subprocesses, on the shrunk MAE ADE20K config (the demo's test runs the epoch-based linear

@@ -1,5 +1,5 @@
-"""The segmentation demo's driver: end to end at 2 iterations per run through the real tools,
-and its choice of MAE checkpoint."""
+"""The segmentation demo's driver: one real tiny end-to-end run (2 iterations per run, through
+the real tools and mmseg; the slow tier), and its choice of MAE checkpoint (stages replaced)."""
 import importlib
 import json
 import os.path as osp
@@ -20,6 +20,7 @@ def seg_demo(monkeypatch):
     return importlib.import_module('run_seg_demo')
 
 
+@pytest.mark.slow
 def test_seg_demo_trains_and_tests_both_inits(tmp_path):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -47,6 +48,19 @@ def test_seg_demo_trains_and_tests_both_inits(tmp_path):
             assert abs(metrics['mIoU'] - float(value)) < 0.01 and 0 <= metrics['mIoU'] <= 100
         assert (work / f'{prefix}_MAE' / last).is_file()
     assert f'segmentation starts from the MAE checkpoint {checkpoint}' in result.stdout
+    # the MAE run's encoder started from the checkpoint, the random one's did not: 2 small steps
+    # later the first is still next to the MAE weights, the second as far as a fresh init
+    from mim_plugins.engine.safe_checkpoints import mmengine_checkpoint_globals
+    mae_weights = mae.state_dict()
+    with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+        seg = {init: torch.load(work / f'seg_upernet_{init}' / 'iter_2.pth', map_location='cpu',
+                                weights_only=True)['state_dict'] for init in ('MAE', 'random_init')}
+    shared = [k for k in mae_weights if k.startswith('backbone.') and k in seg['MAE']
+              and seg['MAE'][k].shape == mae_weights[k].shape and mae_weights[k].is_floating_point()]
+    assert len(shared) > 10, sorted(seg['MAE'])[:20]
+    distance = {init: sum((seg[init][k] - mae_weights[k]).abs().sum().item() for k in shared)
+                for init in seg}
+    assert distance['MAE'] < 0.1 * distance['random_init'], distance
     assert '=== linear probe from random init (elapsed' in result.stdout  # the stage log
 
 

@@ -202,6 +202,7 @@ def _rank_keys(rank: int, world: int, port: int, root: str, out: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_ranks_two_workers_see_every_sample_once_per_epoch(tmp_path):
     synthetic_shards(tmp_path, [5] * 8)  # 40 samples; batch 4 x 2 ranks: 5 iterations each
     with socket.socket() as s:
@@ -341,6 +342,7 @@ def test_mae_trains_two_iterations_from_shards(packed, tmp_path):
     assert osp.isfile(tmp_path / 'epoch_1.pth')
 
 
+@pytest.mark.slow
 def test_dist_train_two_ranks_from_shards(packed, tmp_path):
     # 2 ranks x 2 workers, batch 4 per rank: 20 // 8 = 2 iterations per epoch on each rank
     opts = shard_options(packed, batch=4)
@@ -353,6 +355,7 @@ def test_dist_train_two_ranks_from_shards(packed, tmp_path):
     assert 'GPU number: 2' in log and 'Epoch(train) [2][2/2]' in log
 
 
+@pytest.mark.slow
 def test_mid_epoch_resume_trains_what_the_uninterrupted_run_trained(packed, tmp_path):
     # batch 4: 5 iterations per epoch; a checkpoint after each; in-process loading, so that
     # the crops (drawn in the main process) are restored with the random state too

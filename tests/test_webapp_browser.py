@@ -21,6 +21,9 @@ from PIL import Image
 from conftest import ROOT, run_env
 from test_attention import MAE_CFG, save_tiny_mae
 
+# A real browser and a served app: minutes, the slow tier (make test runs it).
+pytestmark = pytest.mark.slow
+
 CHROMIUM = os.environ.get('CHROMIUM', '/usr/bin/chromium')
 # Headless, and silent on the network: without these Chromium tries to reach Google's
 # services at start and, on a closed network, can hang waiting for them.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fills wheelhouse/ (git-ignored) with the pure-Python wheels that tools/gpu_check.sh installs on
-# a GPU machine that has Python 3.12, torch and torchvision but no network (README.md "GPU"):
+# a GPU machine that has Python 3.12, torch and torchvision but no network (docs/gpu.md):
 # the lite profile's OpenMMLab packages (mmcv-lite 2.1.0, as tools/setup_env.sh PROFILE=lite
 # installs it) and those of their requirements that machine's image lacks. Run it here, where the
 # package registry is reachable; carry the folder with the GPU run (`carry: ["wheelhouse"]`).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (README.md "GPU"), for a bare GPU machine whose python3 has torch and torchvision
+# The GPU check (docs/gpu.md), for a bare GPU machine whose python3 has torch and torchvision
 # but which reaches no network (the lent H200: Python 3.12, torch 2.11 + CUDA 13):
 #
 #   1. installs the project's pure-Python stack from the carried wheelhouse/

@@ -8,7 +8,7 @@
 #    none), so any image-folder data set works, not only one with exactly 1000 class folders.
 # Option, when the CPUs feeding the GPUs are the limit: crop_decode/mae_vit-base-p16_8xb512-
 # cropdecode-coslr-800e_in1k.py is this recipe with crop-aware JPEG decoding (load + crop in one
-# pass, the same crop boxes; about 2x the images per core, see README.md "Data at scale").
+# pass, the same crop boxes; about 2x the images per core, see docs/data.md).
 _base_ = [
     'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py',
     '../_base_/mim_runtime.py',

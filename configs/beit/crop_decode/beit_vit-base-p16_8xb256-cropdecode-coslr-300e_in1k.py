@@ -5,7 +5,7 @@
 # runs on the whole image before cropping, run on the crop before its two resizes (both views
 # get them); contrast is then jittered about the crop's mean instead of the whole image's. The
 # random draws come in another order, so a seed gives other boxes than the stock pipeline's,
-# from the same distribution (README.md "Data at scale").
+# from the same distribution (docs/data.md).
 _base_ = ['../beit_vit-base-p16_8xb256-coslr-300e_in1k.py']
 
 train_pipeline = [

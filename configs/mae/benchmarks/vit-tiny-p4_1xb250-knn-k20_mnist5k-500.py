@@ -5,7 +5,7 @@
 #   python tools/knn_probe.py THIS_CONFIG CHECKPOINT
 # The feature is the mean of the last layer's patch tokens (after the final norm): MAE's loss
 # never reads the cls token, and on the demo's 15-epoch checkpoint the mean gives 59.2% against
-# 57.3% for the cls token (intermediate layers: lower, see README "Measured").
+# 57.3% for the cls token (intermediate layers: lower, see docs/demos.md "Measured").
 _base_ = ['./vit-tiny-p4_1xb64-linear-coslr-15e_mnist5k-500.py']
 
 knn_cfg = dict(k=20, temperature=0.07, feature='mean', layer=-1)

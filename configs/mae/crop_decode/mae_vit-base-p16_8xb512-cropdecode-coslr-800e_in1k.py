@@ -3,8 +3,8 @@
 # RandomResizedCropDecode with the same arguments (the same boxes for the same seed) that
 # decodes each JPEG at the largest DCT scale keeping the crop >= 224 px and resizes the crop
 # straight out of the decoded image. About 2x the images per CPU core; the output differs from
-# the stock pipeline's only where a large photo is decoded at a reduced scale (see README.md
-# "Data at scale"; measure with `python tools/benchmark.py pipeline`).
+# the stock pipeline's only where a large photo is decoded at a reduced scale (see docs/data.md;
+# measure with `python tools/benchmark.py pipeline`).
 _base_ = ['../mae_vit-base-p16_8xb512-coslr-800e_in1k.py']
 
 train_pipeline = [

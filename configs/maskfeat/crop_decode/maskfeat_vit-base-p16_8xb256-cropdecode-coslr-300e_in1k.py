@@ -1,7 +1,7 @@
 # MaskFeat ViT-B/16 300e (../maskfeat_vit-base-p16_8xb256-coslr-300e_in1k.py) with crop-aware
 # decoding: LoadImageFromFile + RandomResizedCrop become one RandomResizedCropDecode with the
 # same arguments and boxes (OpenCV's bicubic resize, as the stock transform's default backend;
-# see ../../mae/crop_decode/ and README.md "Data at scale").
+# see ../../mae/crop_decode/ and docs/data.md).
 _base_ = ['../maskfeat_vit-base-p16_8xb256-coslr-300e_in1k.py']
 
 train_pipeline = [

@@ -2,7 +2,7 @@
 # decoding: LoadImageFromFile + RandomResizedCropWithPartMap become one RandomResizedCropDecode
 # with the same arguments and boxes, which crops the part map with the image's box. The part map
 # is loaded FIRST (it only needs the image path), so the crop finds it (see
-# ../../mae/crop_decode/ and README.md "Data at scale").
+# ../../mae/crop_decode/ and docs/data.md).
 _base_ = ['../semmae_vit-base-p16_8xb256-coslr-800e_in1k.py']
 
 train_pipeline = [

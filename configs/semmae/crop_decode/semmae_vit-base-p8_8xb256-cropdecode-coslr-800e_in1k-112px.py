@@ -2,7 +2,7 @@
 # with crop-aware decoding, where it saves the most: a crop of >= 224 px (most crops of an
 # ImageNet photo) decodes at half scale. LoadImageFromFile + RandomResizedCropWithPartMap become
 # one RandomResizedCropDecode with the same arguments and boxes, the part map loaded first (see
-# ../../mae/crop_decode/ and README.md "Data at scale").
+# ../../mae/crop_decode/ and docs/data.md).
 _base_ = ['../semmae_vit-base-p8_8xb256-coslr-800e_in1k-112px.py']
 
 train_pipeline = [

@@ -1,6 +1,6 @@
 # SupMAE ViT-B/16 400e (../supmae_vit-base-p16_8xb512-coslr-400e_in1k.py) with crop-aware
 # decoding: LoadImageFromFile + RandomResizedCrop become one RandomResizedCropDecode with the
-# same arguments and boxes (see ../../mae/crop_decode/ and README.md "Data at scale").
+# same arguments and boxes (see ../../mae/crop_decode/ and docs/data.md).
 _base_ = ['../supmae_vit-base-p16_8xb512-coslr-400e_in1k.py']
 
 train_pipeline = [
