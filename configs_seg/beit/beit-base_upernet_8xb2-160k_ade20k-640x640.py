@@ -8,7 +8,10 @@
 # relative position bias; layer scale. (BEiT's own relative bias: use_abs_pos_emb=False,
 # use_rel_pos_bias=True, for a checkpoint pretrained with it.) Change the checkpoint with
 # --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-_base_ = ['../_base_/beit-base_upernet_8xb2-160k_ade20k-640x640.py']
+_base_ = [
+    '../_base_/beit-base_upernet_8xb2-160k_ade20k-640x640.py',
+    '../../configs/_base_/mim_runtime.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 # BEiTViT's position table is built for 640x640 inputs: test images (and the
@@ -63,3 +66,7 @@ tta_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+
+# the resilient runtime (../../configs/_base_/mim_runtime.py); mmengine's iteration-based loop
+# resumes mid-run itself (it reads and drops the batches already trained)
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

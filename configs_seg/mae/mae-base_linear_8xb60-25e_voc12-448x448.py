@@ -9,7 +9,10 @@
 # SemanticMIM upsamples the features, then applies the 1x1 conv; mmseg applies it, then
 # upsamples the logits: the same function (both maps are linear, bilinear weights sum to 1).
 # To probe another block: --cfg-options model.backbone.out_indices=[11] (0-based block index).
-_base_ = ['../_base_/datasets/pascal_voc12.py', '../_base_/default_runtime.py']
+_base_ = [
+    '../_base_/datasets/pascal_voc12.py', '../_base_/default_runtime.py',
+    '../../configs/_base_/mim_runtime.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 crop_size = (448, 448)
@@ -90,7 +93,7 @@ tta_pipeline = [
 train_dataloader = dict(
     batch_size=60,
     num_workers=8,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='ResumableSampler', shuffle=True),  # exact mid-epoch resume
     dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(batch_size=5, dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
@@ -99,14 +102,14 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.08, momentum=0.9, weight_decay=1e-4))
 param_scheduler = [dict(type='StepLR', step_size=10, gamma=0.1, by_epoch=True)]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=25, val_interval=5)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=25, val_interval=5)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=10),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=True, interval=5, max_keep_ckpts=1),
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=True, interval=5, max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 log_processor = dict(by_epoch=True)

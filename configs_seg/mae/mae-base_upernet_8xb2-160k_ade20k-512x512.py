@@ -7,7 +7,10 @@
 # 32x32 when it loads, and no relative position bias (the MAE paper adds a zero-initialised one
 # for ADE20K; the stock ViT has none). Without the final LayerNorm, as mmseg's MAE backbone.
 # Change the checkpoint with --cfg-options model.backbone.init_cfg.checkpoint=PATH.
-_base_ = ['../_base_/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
+_base_ = [
+    '../_base_/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py',
+    '../../configs/_base_/mim_runtime.py',
+]
 custom_imports = dict(imports=['mim_plugins'], allow_failed_imports=False)
 
 model = dict(
@@ -55,3 +58,7 @@ tta_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+
+# the resilient runtime (../../configs/_base_/mim_runtime.py); mmengine's iteration-based loop
+# resumes mid-run itself (it reads and drops the batches already trained)
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
