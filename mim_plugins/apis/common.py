@@ -64,6 +64,19 @@ def add_checkpoint_report(cfg: Config) -> None:
         cfg.custom_hooks = hooks + [dict(type='CheckpointReportHook')]
 
 
+#: what tools/train.py and tools/test.py add to every config (WeightsOnlyCheckpointHook: our
+#: checkpoints need no allowlist, stock ones load through restricted stand-ins; ResumeGuardHook:
+#: a stored config is never executed)
+SAFE_CHECKPOINT_HOOKS = ('WeightsOnlyCheckpointHook', 'ResumeGuardHook')
+
+
+def add_hooks(cfg: Config, types) -> None:
+    """Append ``dict(type=T)`` to ``custom_hooks`` for each of ``types`` the config lacks."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    listed = {h.get('type') for h in hooks}
+    cfg.custom_hooks = hooks + [dict(type=t) for t in types if t not in listed]
+
+
 def setup_launcher(cfg: Config) -> None:
     """On a machine without CUDA, run distributed jobs with gloo and a CPU DDP wrapper.
 

@@ -1,6 +1,7 @@
 """``tools/test.py``: evaluate a checkpoint with any mmpretrain or mmseg config."""
 import argparse
 import copy
+import os.path as osp
 from typing import Dict, List, Optional
 
 import mmengine
@@ -8,8 +9,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.runner import Runner
 
 from .checks import check_data_paths
-from .common import (add_checkpoint_report, add_common_args, checkpoint_arg, load_config,
-                     setup_launcher)
+from .common import (SAFE_CHECKPOINT_HOOKS, add_checkpoint_report, add_common_args, add_hooks,
+                     checkpoint_arg, load_config, setup_launcher)
 from .errors import UserInputError
 
 
@@ -23,7 +24,25 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='test-time augmentation: the config\'s tta_pipeline/tta_model '
                         '(mmseg: multi-scale + flip), or horizontal-flip averaging (mmpretrain)')
     parser.add_argument('--amp', action='store_true', help='fp16 inference (GPU)')
+    parser.add_argument('--allow-missing-weights', action='store_true',
+                        help='evaluate even when the checkpoint leaves tensors of the model '
+                        'uninitialised (default: refuse, naming the counts)')
     return parser.parse_args(argv)
+
+
+#: the extensions mmengine.dump writes, by format
+OUT_FORMATS = ('.json', '.yaml', '.yml', '.pkl', '.pickle')
+
+
+def check_out(path: str) -> None:
+    """Refuse an ``--out`` file mmengine cannot write before the evaluation, not after it."""
+    if osp.splitext(path)[1].lower() not in OUT_FORMATS:
+        raise UserInputError(f"--out '{path}': the metrics are written as JSON, YAML or pickle, "
+                             'chosen by the extension. Fix: --out metrics.json (or .yaml, .pkl).')
+    folder = osp.dirname(osp.abspath(path))
+    if not osp.isdir(folder):
+        raise UserInputError(f"--out '{path}': the folder '{folder}' does not exist. Fix: create "
+                             'it, or write the metrics elsewhere.')
 
 
 def _flip_tta(cfg: Config) -> None:
@@ -47,6 +66,8 @@ def set_tta(cfg: Config) -> None:
 
 
 def build_runner(args: argparse.Namespace) -> Runner:
+    if args.out:
+        check_out(args.out)
     cfg = load_config(args)
     cfg.load_from = checkpoint_arg(args.checkpoint, 'The')
     if args.amp:
@@ -61,6 +82,8 @@ def build_runner(args: argparse.Namespace) -> Runner:
     if args.tta:
         set_tta(cfg)
     check_data_paths(cfg, ('test_dataloader',))
+    add_hooks(cfg, SAFE_CHECKPOINT_HOOKS + (() if args.allow_missing_weights
+                                            else ('RequireLoadedWeightsHook',)))
     add_checkpoint_report(cfg)
     setup_launcher(cfg)
     return Runner.from_cfg(cfg)

@@ -8,8 +8,8 @@ from mmengine.runner import Runner
 
 from ..models.sample_masks import check_mask_fields
 from .checks import check_data_paths
-from .common import (add_checkpoint_report, add_common_args, checkpoint_arg, load_config, set_amp,
-                     setup_launcher)
+from .common import (SAFE_CHECKPOINT_HOOKS, add_checkpoint_report, add_common_args, add_hooks,
+                     checkpoint_arg, load_config, set_amp, setup_launcher)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -96,6 +96,7 @@ def build_runner(args: argparse.Namespace, cfg: Optional[Config] = None) -> Runn
                 cfg[key].persistent_workers = False
     check_data_paths(cfg, ('train_dataloader',) + (() if args.no_validate else ('val_dataloader',)))
     make_resilient(cfg, args.skip_corrupt_images)
+    add_hooks(cfg, SAFE_CHECKPOINT_HOOKS)
     add_checkpoint_report(cfg)
     setup_launcher(cfg)
     runner = Runner.from_cfg(cfg)

@@ -3,8 +3,12 @@ general ones into mmengine's, which mmpretrain and mmseg configs both see)."""
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .checkpoint_report_hook import CheckpointReportHook
 from .nan_guard_hook import NaNGuardHook, NonFiniteLossError
+from .require_loaded_weights_hook import RequireLoadedWeightsHook
+from .resume_guard_hook import ResumeGuardHook
 from .semmae_lambda_hook import SemMAELambdaHook
 from .skipped_images_hook import SkippedImagesHook
+from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = ['AtomicCheckpointHook', 'CheckpointReportHook', 'NaNGuardHook', 'NonFiniteLossError',
-           'SemMAELambdaHook', 'SkippedImagesHook']
+           'RequireLoadedWeightsHook', 'ResumeGuardHook', 'SemMAELambdaHook', 'SkippedImagesHook',
+           'WeightsOnlyCheckpointHook']
