@@ -82,6 +82,9 @@ def build_runner(args: argparse.Namespace) -> Runner:
     if args.tta:
         set_tta(cfg)
     check_data_paths(cfg, ('test_dataloader',))
+    if args.allow_missing_weights:
+        cfg.custom_hooks = [h for h in cfg.get('custom_hooks') or []
+                            if h.get('type') != 'RequireLoadedWeightsHook']
     add_hooks(cfg, SAFE_CHECKPOINT_HOOKS + (() if args.allow_missing_weights
                                             else ('RequireLoadedWeightsHook',)))
     add_checkpoint_report(cfg)

@@ -36,7 +36,7 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, np.generic) and not obj.dtype.hasobject:
         return {TAG: 'numpy_scalar', 'dtype': obj.dtype.str, 'value': obj.item()}
     if type(obj) in (dict, OrderedDict):
-        return type(obj)((k, to_plain(v)) for k, v in obj.items())
+        return _same_kind(obj, ((k, to_plain(v)) for k, v in obj.items()))
     if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
         return type(obj)(to_plain(v) for v in obj)
     return obj
@@ -55,7 +55,7 @@ def from_plain(obj: Any) -> Any:
         if kind == 'HistoryBuffer':
             return HistoryBuffer(from_plain(obj['log_history']),
                                  from_plain(obj['count_history']), obj['max_length'])
-        return type(obj)((k, from_plain(v)) for k, v in obj.items())
+        return _same_kind(obj, ((k, from_plain(v)) for k, v in obj.items()))
     if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
         return type(obj)(from_plain(v) for v in obj)
     return obj
@@ -67,3 +67,12 @@ def _numeric(spec: str) -> np.dtype:
         raise ValueError(f'a tagged numpy value of dtype {spec!r} in the checkpoint: only plain '
                          'numeric dtypes are written by WeightsOnlyCheckpointHook')
     return dtype
+
+
+def _same_kind(obj: dict, items) -> dict:
+    """A dict of ``obj``'s type with ``items``, keeping an OrderedDict's attributes (a state
+    dict's ``_metadata``: the module versions its load hooks read)."""
+    out = type(obj)(items)
+    if isinstance(obj, OrderedDict):
+        vars(out).update(vars(obj))
+    return out
