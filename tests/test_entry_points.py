@@ -34,7 +34,8 @@ CONFIGS = sorted(p for tree in ('configs', 'configs_seg')
 # the train.py each package ships (what `mim train PACKAGE CONFIG` runs), by config tree
 OPENMMLAB_TRAIN = {tree: osp.join(osp.dirname(package.__file__), '.mim', 'tools', 'train.py')
                    for tree, package in (('configs', mmpretrain), ('configs_seg', mmseg))}
-RUNTIME_HOOKS = {'NaNGuardHook', 'CheckpointReportHook', 'MaskFieldCheckHook'}
+RUNTIME_HOOKS = {'NaNGuardHook', 'CheckpointReportHook', 'MaskFieldCheckHook',
+                 'WeightsOnlyCheckpointHook', 'ResumeGuardHook', 'RequireLoadedWeightsHook'}
 TINY_MAE = osp.join(ROOT, 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py')
 
 

@@ -229,6 +229,20 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, tiny_dat
     assert runner.message_hub.get_info('last_ckpt') == good
 
 
+def test_disk_full_at_the_first_checkpoint_says_none_exists(tmp_path, tiny_data, monkeypatch):
+    runner = in_process_runner(tmp_path, tiny_data, 'default_hooks.checkpoint.by_epoch=False',
+                               'default_hooks.checkpoint.interval=1')
+
+    def full(self, obj, filepath):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filepath))
+
+    monkeypatch.setattr(LocalBackend, 'put', full)
+    with pytest.raises(UserInputError) as err:
+        runner.train()
+    assert f"saving checkpoint '{tmp_path / 'work' / 'iter_1.pth'}' (iteration 1); no earlier " \
+           'checkpoint exists. Fix: free space' in str(err.value)
+
+
 def test_nan_guard_names_infinite_losses_and_a_run_without_checkpoint():
     from types import SimpleNamespace
 

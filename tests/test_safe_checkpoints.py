@@ -1,7 +1,7 @@
-"""Checkpoints load weights-only: importing mim_plugins leaves mmengine's loader alone and only
-lets torch's safe unpickler read the data classes mmengine writes; any other pickled object is
-refused before it can run, with one line naming the file and the tool that rewrites a trusted
-file."""
+"""Checkpoints load weights-only: importing mim_plugins leaves mmengine's loader and torch's
+allowlist alone; our loaders read the data classes mmengine writes through restricted stand-ins;
+any other pickled object is refused before it can run, with one line naming the file and the
+tool that rewrites a trusted file. (Crafted attacks: test_pickle_attacks.py.)"""
 import argparse
 import pathlib
 import subprocess
@@ -57,31 +57,37 @@ def test_mmengine_loader_is_mmengine_own():
     assert CheckpointLoader._schemes[''] is mm_checkpoint.load_from_local
 
 
-def test_mmengine_checkpoints_load_weights_only(tmp_path):
+def test_stock_mmengine_checkpoints_load_through_our_loader(tmp_path):
+    """A stock mmengine file loads through read_checkpoint's stand-ins, HistoryBuffer statistic
+    methods and numpy values included; outside it, torch's own allowlist is untouched."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
     import mim_plugins  # noqa: F401
-    from mim_plugins.engine import unsafe_globals
+    from mim_plugins.engine import read_checkpoint, unsafe_globals
     path = tmp_path / 'epoch_1.pth'
     saved = mmengine_checkpoint(path)
     assert unsafe_globals(str(path)) == []
-    loaded = CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+    loaded = read_checkpoint(str(path))
     assert torch.equal(loaded['state_dict']['backbone.weight'],
                        saved['state_dict']['backbone.weight'])
     history = loaded['message_hub']['log_scalars']['train/loss']
     assert history.mean() == pytest.approx(np.mean([1, 1 / 2, 1 / 3]))
     assert history.min() == pytest.approx(1 / 3)  # its statistic methods came back too
     assert (loaded['message_hub']['runtime_info']['seed_array'] == np.arange(4)).all()
+    with pytest.raises(Exception, match='Weights only load failed'):
+        CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
 
 
-def test_without_mim_plugins_the_same_file_is_refused(tmp_path):
-    """The allowlist is what makes the load work (torch's default refuses HistoryBuffer)."""
+def test_without_our_loader_the_same_file_is_refused(tmp_path):
+    """Importing mim_plugins allows nothing: plain torch refuses HistoryBuffer with or without."""
     path = tmp_path / 'epoch_1.pth'
     mmengine_checkpoint(path)
-    result = subprocess.run(
-        [sys.executable, '-c', f'import torch; torch.load({str(path)!r}, weights_only=True)'],
-        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and 'Weights only load failed' in result.stderr
+    for prelude in ('', 'import mim_plugins; '):
+        result = subprocess.run(
+            [sys.executable, '-c',
+             f'{prelude}import torch; torch.load({str(path)!r}, weights_only=True)'],
+            cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0 and 'Weights only load failed' in result.stderr
 
 
 def test_planted_object_is_refused_and_never_runs(tmp_path):
@@ -146,4 +152,4 @@ def test_resave_turns_numpy_into_tensors(tmp_path):
     assert loaded['b'] == 2.5 and loaded['c'] == [1, 'x', None]
     same = subprocess.run([sys.executable, RESAVE, str(src), str(src)], cwd=ROOT, env=run_env(),
                           capture_output=True, text=True, timeout=300)
-    assert same.returncode == 2 and 'SRC and DST are the same file' in same.stderr
+    assert same.returncode == 2 and 'is the input file SRC' in same.stderr

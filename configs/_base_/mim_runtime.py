@@ -15,4 +15,12 @@ custom_hooks = [
     dict(type='CheckpointReportHook'),
     # refuse a mask field written by the preprocessor that the algorithm never reads
     dict(type='MaskFieldCheckHook'),
+    # checkpoints written as tensors and plain data (torch's weights-only loader reads them with
+    # no allowlist); stock mmengine checkpoints read through restricted stand-ins while loading
+    dict(type='WeightsOnlyCheckpointHook'),
+    # --resume executes no config stored in the checkpoint, and names a file it cannot resume
+    dict(type='ResumeGuardHook'),
+    # a test refuses a checkpoint that did not load the model's weights (tools/test.py
+    # --allow-missing-weights drops it)
+    dict(type='RequireLoadedWeightsHook'),
 ]

@@ -107,3 +107,13 @@ def _missing(key: str, path: str, what: str) -> None:
     raise UserInputError(
         f"The {what} '{path}' set by `{key}` does not exist. Fix: prepare the data set there "
         f"(README.md, 'Data sets'), or point the config at it with --cfg-options {key}=/real/path.")
+
+
+def check_not_source(src: str, dst: str) -> None:
+    """Raise ``UserInputError`` when writing ``dst`` would overwrite ``src``: the same path, or
+    another name of the same file (a symlink, a hard link)."""
+    same = osp.realpath(src) == osp.realpath(dst) or (
+        osp.exists(src) and osp.exists(dst) and osp.samefile(src, dst))
+    if same:
+        raise UserInputError(f"DST '{dst}' is the input file SRC '{src}': writing it would "
+                             'destroy the input. Fix: give DST another path.')

@@ -1,6 +1,7 @@
 """``tools/test.py``: evaluate a checkpoint with any mmpretrain or mmseg config."""
 import argparse
 import copy
+import os.path as osp
 from typing import Dict, List, Optional
 
 import mmengine
@@ -22,7 +23,25 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='test-time augmentation: the config\'s tta_pipeline/tta_model '
                         '(mmseg: multi-scale + flip), or horizontal-flip averaging (mmpretrain)')
     parser.add_argument('--amp', action='store_true', help='fp16 inference (GPU)')
+    parser.add_argument('--allow-missing-weights', action='store_true',
+                        help='evaluate even when the checkpoint leaves tensors of the model '
+                        'uninitialised (default: refuse, naming the counts)')
     return parser.parse_args(argv)
+
+
+#: the extensions mmengine.dump writes, by format
+OUT_FORMATS = ('.json', '.yaml', '.yml', '.pkl', '.pickle')
+
+
+def check_out(path: str) -> None:
+    """Refuse an ``--out`` file mmengine cannot write before the evaluation, not after it."""
+    if osp.splitext(path)[1].lower() not in OUT_FORMATS:
+        raise UserInputError(f"--out '{path}': the metrics are written as JSON, YAML or pickle, "
+                             'chosen by the extension. Fix: --out metrics.json (or .yaml, .pkl).')
+    folder = osp.dirname(osp.abspath(path))
+    if not osp.isdir(folder):
+        raise UserInputError(f"--out '{path}': the folder '{folder}' does not exist. Fix: create "
+                             'it, or write the metrics elsewhere.')
 
 
 def _flip_tta(cfg: Config) -> None:
@@ -46,6 +65,8 @@ def set_tta(cfg: Config) -> None:
 
 
 def build_runner(args: argparse.Namespace) -> Runner:
+    if args.out:
+        check_out(args.out)
     cfg = load_config(args)
     cfg.load_from = checkpoint_arg(args.checkpoint, 'The')
     if args.amp:
@@ -60,6 +81,9 @@ def build_runner(args: argparse.Namespace) -> Runner:
     if args.tta:
         set_tta(cfg)
     check_data_paths(cfg, ('test_dataloader',))
+    if args.allow_missing_weights:
+        cfg.custom_hooks = [h for h in cfg.get('custom_hooks') or []
+                            if h.get('type') != 'RequireLoadedWeightsHook']
     setup_launcher(cfg)
     return Runner.from_cfg(cfg)
 

@@ -1,13 +1,11 @@
 from ..utils.stack import seg_missing
-from .safe_checkpoints import allow_mmengine_checkpoints, unsafe_globals
+from .safe_checkpoints import read_checkpoint, stock_checkpoint_globals, unsafe_globals
 from . import hooks  # noqa: F401
 from .cpu_ddp import CPUDistributedDataParallel
 from .resumable_loop import ResumableEpochBasedTrainLoop
 
-allow_mmengine_checkpoints()  # mmengine's own checkpoints load weights-only (safe_checkpoints.py)
-
 if seg_missing() is None:  # an mmseg that imports (either install profile)
     from . import layer_decay  # noqa: F401  (layer-wise lr decay for mmseg segmentors)
 
-__all__ = ['CPUDistributedDataParallel', 'ResumableEpochBasedTrainLoop',
-           'allow_mmengine_checkpoints', 'unsafe_globals']
+__all__ = ['CPUDistributedDataParallel', 'ResumableEpochBasedTrainLoop', 'read_checkpoint',
+           'stock_checkpoint_globals', 'unsafe_globals']

@@ -12,7 +12,7 @@ Nothing is reported unless asked: wrap a load in ``with LoadReporter(model):``, 
 ``CheckpointReportHook`` to a run (``tools/train.py`` and ``tools/test.py`` do).
 """
 from collections import Counter
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -32,16 +32,24 @@ def _shape_differs(model_state: Dict, checkpoint_state: Dict) -> List[str]:
             and tuple(getattr(checkpoint_state[k], 'shape', ())) != tuple(model_state[k].shape)]
 
 
+def load_mismatch(model_state: Dict, checkpoint_state: Dict) -> Tuple[List[str], List[str],
+                                                                      List[str]]:
+    """(model keys missing from the checkpoint, checkpoint keys the model does not use, keys
+    whose shapes differ) for loading ``checkpoint_state`` into a model with ``model_state``."""
+    missing = [k for k in model_state if k not in checkpoint_state
+               and not k.endswith('num_batches_tracked')]
+    unused = [k for k in checkpoint_state if k not in model_state]
+    return missing, unused, _shape_differs(model_state, checkpoint_state)
+
+
 def checkpoint_report(model_state: Dict, checkpoint_state: Dict,
                       resized: Sequence[str] = ()) -> str:
     """The report for loading ``checkpoint_state`` into a model whose state dict is
     ``model_state`` (both name -> tensor); ``resized`` keys had another shape in the checkpoint
     but were loaded anyway, resized by the model's own load hooks (position embeddings,
     relative position tables)."""
-    shape = [k for k in _shape_differs(model_state, checkpoint_state) if k not in resized]
-    missing = [k for k in model_state if k not in checkpoint_state
-               and not k.endswith('num_batches_tracked')]
-    unused = [k for k in checkpoint_state if k not in model_state]
+    missing, unused, shape = load_mismatch(model_state, checkpoint_state)
+    shape = [k for k in shape if k not in resized]
     loaded = len(model_state) - len(missing) - len(shape)
     lines = [f'Checkpoint report: loaded {loaded} of the model\'s {len(model_state)} tensors.']
     if missing:

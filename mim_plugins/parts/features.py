@@ -12,9 +12,9 @@ from typing import Dict, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.models.backbones import VisionTransformer
 
+from ..engine.safe_checkpoints import read_checkpoint
 from ..utils.errors import MissingFileError, UserInputError
 
 # Backbone arguments that describe the architecture (and so must match the checkpoint); the
@@ -70,7 +70,7 @@ def build_frozen_vit(config: str, checkpoint: str,
         raise MissingFileError(f"Checkpoint '{checkpoint}' does not exist. Fix: pass a .pth file "
                                'of a self-supervised ViT (e.g. work_dirs/.../epoch_N.pth).')
     model = VisionTransformer(out_type='featmap', **kwargs)
-    state = _load_checkpoint(checkpoint, map_location='cpu')
+    state = read_checkpoint(checkpoint)
     state = state.get('state_dict', state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise UserInputError(f"Checkpoint '{checkpoint}' holds no state dict. Fix: pass a "

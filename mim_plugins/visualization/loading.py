@@ -45,13 +45,13 @@ def read_config(config: str) -> Config:
 
 def _read_checkpoint(checkpoint: str) -> object:
     """Whatever ``checkpoint`` holds, with a clear error for a missing or unreadable file."""
-    from mmengine.runner.checkpoint import _load_checkpoint
+    from ..engine import read_checkpoint
 
     if not osp.isfile(checkpoint):
         raise MissingFileError(f"Checkpoint '{checkpoint}' does not exist. Fix: pass a .pth "
                                'file written by tools/train.py (e.g. work_dirs/.../epoch_N.pth).')
     try:
-        return _load_checkpoint(checkpoint, map_location='cpu')
+        return read_checkpoint(checkpoint)
     except Exception as exc:  # noqa: BLE001  (truncated file, not a torch file, ...)
         raise UserInputError(f"Checkpoint '{checkpoint}' could not be read "
                              f'({type(exc).__name__}: {exc}). Fix: pass a complete .pth file '

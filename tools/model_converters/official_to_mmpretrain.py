@@ -22,6 +22,7 @@ from typing import List, Optional
 import torch
 
 from mim_plugins.apis import UserInputError, run_cli
+from mim_plugins.apis.checks import check_not_source
 from mim_plugins.utils.convert import convert_official_vit, unwrap_state_dict
 from mim_plugins.utils.convert_semanticmim import (backbone_prefix, convert_semanticmim,
                                                    detect_family)
@@ -47,6 +48,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('src', help='official checkpoint (.pth)')
     parser.add_argument('dst', help='where to write the mmpretrain checkpoint (.pth)')
     args = parser.parse_args(argv)
+    check_not_source(args.src, args.dst)
 
     checkpoint = load_official(args.src)
     state_dict = unwrap_state_dict(checkpoint)

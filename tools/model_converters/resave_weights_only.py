@@ -2,14 +2,15 @@
 
     python tools/model_converters/resave_weights_only.py SRC.pth DST.pth
 
-mim_plugins loads every checkpoint with ``weights_only=True`` (mmengine's own files included:
-mim_plugins/engine/safe_checkpoints.py), which refuses a file holding other Python objects (an
+mim_plugins loads every checkpoint with ``weights_only=True`` (stock mmengine files through
+restricted stand-ins: docs/safety.md), which refuses a file holding other Python objects (an
 old checkpoint, one written by another codebase), since unpickling them can run any code. This
 tool is the explicit way past that: it loads SRC with ``weights_only=False`` — do it only for a
 file whose origin you trust — and writes DST with what a weights-only load accepts: tensors,
 numbers, strings, None, and dicts / lists / tuples of them (numpy arrays and scalars become
 tensors and numbers). Anything else (a custom class, mmengine's log history) is dropped, and
-each dropped entry is listed, never silently. DST is written to a temporary file, checked to load
+so are stored config texts (mmengine executes them when resuming); each dropped entry is
+listed, never silently. DST is written to a temporary file, checked to load
 weights-only, then renamed into place.
 """
 import argparse
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from mim_plugins.apis import UserInputError, run_cli
+from mim_plugins.apis.checks import check_not_source
 from mim_plugins.engine import unsafe_globals
 
 _DROPPED = object()
@@ -57,6 +59,25 @@ def plain(value: Any, where: str, dropped: List[Tuple[str, str]]) -> Any:
     return _DROPPED
 
 
+def drop_config_text(checkpoint: Any) -> List[Tuple[str, str]]:
+    """Remove the config texts mmengine stores (``meta['config']`` / ``meta['cfg']``, the message
+    hub's ``runtime_info['cfg']``): ``Runner.resume`` and mmengine's inferencers execute them
+    as Python. Returns them as dropped entries."""
+    places = []
+    if isinstance(checkpoint, dict):
+        places.append(("checkpoint['meta']", checkpoint.get('meta')))
+        hub = checkpoint.get('message_hub')
+        if isinstance(hub, dict):
+            places.append(("checkpoint['message_hub']['runtime_info']", hub.get('runtime_info')))
+    dropped = []
+    for where, node in places:
+        for key in ('config', 'cfg'):
+            if isinstance(node, dict) and key in node:
+                del node[key]
+                dropped.append((f'{where}[{key!r}]', 'config text (Python that mmengine executes)'))
+    return dropped
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='checkpoint to rewrite (loaded with weights_only=False)')
@@ -65,9 +86,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not osp.isfile(args.src):
         raise UserInputError(f"Checkpoint '{args.src}' does not exist. Fix: pass the path of the "
                              '.pth file to rewrite.')
-    if osp.abspath(args.src) == osp.abspath(args.dst):
-        raise UserInputError('SRC and DST are the same file. Fix: write DST elsewhere; SRC is '
-                             'kept as it is.')
+    check_not_source(args.src, args.dst)
     print(f"Loading '{args.src}' with weights_only=False: this runs any code the file holds. "
           'Only do it for a file you trust.', flush=True)
     try:
@@ -81,6 +100,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if result is _DROPPED:
         raise UserInputError(f"'{args.src}' holds a single {dropped[0][1]} object, nothing a "
                              'weights-only file can keep. Fix: save its state_dict() instead.')
+    dropped += drop_config_text(result)
     for where, kind in dropped:
         print(f'dropped {where}: {kind}')
     tmp = f'{args.dst}.tmp'

@@ -41,9 +41,10 @@ def check_inputs(args: argparse.Namespace) -> None:
     """One clear error for a missing file, a config that is no MAE, a checkpoint without the
     decoder, or half of --part-root / --img-prefix."""
     from mmengine.config import Config
-    from mmengine.runner.checkpoint import _load_checkpoint
     from mmpretrain.models import MAE
     from mmpretrain.registry import MODELS
+
+    from mim_plugins.engine import read_checkpoint
 
     if (args.part_root is None) != (args.img_prefix is None):
         raise UserInputError('--part-root and --img-prefix go together (the part map of '
@@ -59,7 +60,7 @@ def check_inputs(args: argparse.Namespace) -> None:
         raise UserInputError(
             f"Config '{args.config}' builds a {model_type}, not an MAE-family model. Fix: pass the "
             'pretraining config the checkpoint was trained with (e.g. configs/mae/mae_*.py).')
-    checkpoint = _load_checkpoint(args.checkpoint, map_location='cpu')
+    checkpoint = read_checkpoint(args.checkpoint)
     names = checkpoint.get('state_dict', checkpoint)
     if 'patch_embed.proj.weight' in names:
         raise UserInputError(

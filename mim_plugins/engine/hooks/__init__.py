@@ -4,8 +4,12 @@ from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .checkpoint_report_hook import CheckpointReportHook
 from .mask_field_check_hook import MaskFieldCheckHook
 from .nan_guard_hook import NaNGuardHook, NonFiniteLossError
+from .require_loaded_weights_hook import RequireLoadedWeightsHook
+from .resume_guard_hook import ResumeGuardHook
 from .semmae_lambda_hook import SemMAELambdaHook
 from .skipped_images_hook import SkippedImagesHook
+from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
 __all__ = ['AtomicCheckpointHook', 'CheckpointReportHook', 'MaskFieldCheckHook', 'NaNGuardHook',
-           'NonFiniteLossError', 'SemMAELambdaHook', 'SkippedImagesHook']
+           'NonFiniteLossError', 'RequireLoadedWeightsHook', 'ResumeGuardHook', 'SemMAELambdaHook',
+           'SkippedImagesHook', 'WeightsOnlyCheckpointHook']

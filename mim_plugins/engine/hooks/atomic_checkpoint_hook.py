@@ -66,10 +66,11 @@ class AtomicCheckpointHook(CheckpointHook):
         except OSError as exc:
             self._undo(runner, path, previous)
             if exc.errno in _DISK_FULL:
-                kept = f"'{previous}' is intact" if previous else 'no earlier checkpoint exists'
+                kept = (f"the previous checkpoint '{previous}' is intact" if previous
+                        else 'no earlier checkpoint exists')
                 raise UserInputError(
                     f"No space left on the device while saving checkpoint '{path}' "
-                    f'(iteration {runner.iter + 1}); the previous checkpoint {kept}. Fix: free '
+                    f'(iteration {runner.iter + 1}); {kept}. Fix: free '
                     f"space in '{self.out_dir}' (or lower max_keep_ckpts), or train into "
                     'another disk with --work-dir, then continue with --resume.') from exc
             raise
