@@ -12,7 +12,6 @@ from conftest import ROOT, run_env
 
 MAE_CFG = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 FT_CFG = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py'
-SAFE_HOOKS = [dict(type='WeightsOnlyCheckpointHook'), dict(type='ResumeGuardHook')]
 
 
 def tiny_cfg(work, data, epochs):
@@ -67,7 +66,6 @@ def test_stock_checkpoint_resumes_and_fine_tunes_through_runner_from_cfg(tmp_pat
     from mmengine.config import Config
     from mmengine.runner import Runner
     cfg = tiny_cfg(tmp_path / 'resumed', tiny_data, 2)
-    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + SAFE_HOOKS
     cfg.update(load_from=stock_checkpoint, resume=True)
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -76,7 +74,6 @@ def test_stock_checkpoint_resumes_and_fine_tunes_through_runner_from_cfg(tmp_pat
 
     ft = Config.fromfile(osp.join(ROOT, FT_CFG))
     ft.model.backbone.init_cfg.checkpoint = stock_checkpoint
-    ft.custom_hooks = list(ft.get('custom_hooks') or []) + SAFE_HOOKS
     for key in ('train', 'val'):
         loader = ft[f'{key}_dataloader']
         loader.update(batch_size=5, num_workers=0, persistent_workers=False)
