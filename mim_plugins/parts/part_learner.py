@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.part_maps import part_map_path, save_part_map
 from ..utils.errors import MissingFileError, UserInputError
+from ..visualization.images import read_rgb
 from .features import build_frozen_vit, image_size, patch_features
 from .kmeans import assign, kmeans_plus_plus, minibatch_update, order_by_count
 
@@ -74,9 +75,9 @@ def load_image(path: str, size: Tuple[int, int], mean: Sequence[float], std: Seq
     """The test-style input of the part learner: the WHOLE image (part maps cover it, before any
     crop) resized to ``size`` (H, W), bicubic, normalised -> (3, H, W) float32. Channels are
     RGB when the config's preprocessor has ``to_rgb=True`` (its mean/std are then RGB), else BGR.
-    Raises whatever PIL raises on an unreadable file."""
-    with Image.open(path) as img:
-        img = img.convert('RGB').resize((size[1], size[0]), Image.BICUBIC)
+    Decoded as training decodes (``read_rgb``: 16-bit images scaled, not clipped); raises
+    ``UserInputError`` for an unreadable file."""
+    img = Image.fromarray(read_rgb(path)).resize((size[1], size[0]), Image.BICUBIC)
     pixels = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)
     if not to_rgb:
         pixels = pixels.flip(0)
