@@ -39,7 +39,8 @@ def test_demo_and_part_learner_read_16_bit_pngs_as_8_bit(pair, tmp_path):
     for name in ('input', 'masked input', 'reconstruction', 'attention'):
         assert np.array_equal(panels[0][name], panels[1][name]), name
     norm = dict(mean=[0.0] * 3, std=[1.0] * 3)
-    assert np.array_equal(load_image(sixteen, (14, 14), **norm), load_image(eight, (14, 14), **norm))
+    assert np.array_equal(load_image(sixteen, (14, 14), **norm),
+                          load_image(eight, (14, 14), **norm))
 
 
 def test_semmae_mask_figure_of_a_16_bit_png(pair, tmp_path):

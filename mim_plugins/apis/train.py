@@ -6,6 +6,7 @@ from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+from ..models.mask_ratio import check_backbone_mask_ratio
 from ..models.sample_masks import check_mask_fields
 from .checks import check_data_paths
 from .common import (add_checkpoint_report, add_common_args, checkpoint_arg, load_config, set_amp,
@@ -99,8 +100,11 @@ def build_runner(args: argparse.Namespace, cfg: Optional[Config] = None) -> Runn
     add_checkpoint_report(cfg)
     setup_launcher(cfg)
     runner = Runner.from_cfg(cfg)
-    # stock mmpretrain algorithms declare nothing themselves: refuse a mask field they ignore
-    check_mask_fields(runner.model.module if is_model_wrapper(runner.model) else runner.model)
+    # stock mmpretrain algorithms declare nothing themselves: refuse a mask field they ignore,
+    # or a stock MAEViT's mask ratio out of (0, 1)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    check_mask_fields(model)
+    check_backbone_mask_ratio(model)
     return runner
 
 
