@@ -257,7 +257,7 @@ def test_train_py_swaps_in_the_resilient_classes_and_respects_the_config():
     assert cfg.train_dataloader.sampler.type == 'ResumableSampler'
     assert cfg.default_hooks.checkpoint == dict(type='AtomicCheckpointHook', interval=1)
     assert cfg.train_dataloader.dataset == dict(
-        type='SkipCorruptImages', dataset=dict(type='CustomDataset', data_root='x'))
+        type='SkipCorruptImages', dataset=dict(type='CustomDataset', data_root='x'), skip=True)
     assert [h['type'] for h in cfg.custom_hooks] == ['SemMAELambdaHook', 'NaNGuardHook',
                                                      'SkippedImagesHook']
     # iteration-based loops, other samplers and a config without the guard stay as they are

@@ -4,6 +4,7 @@ from typing import List, Optional
 
 from mmengine.config import Config
 from mmengine.model import is_model_wrapper
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..models.mask_ratio import check_backbone_mask_ratio
@@ -50,8 +51,12 @@ def make_resilient(cfg: Config, skip_corrupt_images: bool = False) -> None:
       checkpoint taken mid-epoch continues exactly (data order, lr, λ, random state), and a
       crash or a full disk while saving leaves the previous checkpoint intact;
     - ``NaNGuardHook``, unless the config lists it or sets ``nan_guard = False``;
-    - with ``skip_corrupt_images``, ``SkipCorruptImages`` around the training set (a streamed
-      ``ShardDataset`` skips in its own stream: ``skip_corrupt=True``) and ``SkippedImagesHook``.
+    - ``runner_type = 'WorkDirLockedRunner'`` unless the config names a runner: a second
+      training in the same work dir stops before it writes anything there;
+    - ``SkipCorruptImages`` around the training set, so an unreadable image (a 0-byte one
+      too) stops training with one error naming it; with ``skip_corrupt_images`` it skips
+      them instead (a streamed ``ShardDataset`` skips in its own stream:
+      ``skip_corrupt=True``) and ``SkippedImagesHook`` counts them.
     """
     train_cfg = cfg.get('train_cfg')
     if train_cfg and 'type' not in train_cfg and train_cfg.get('by_epoch', False):
@@ -66,13 +71,19 @@ def make_resilient(cfg: Config, skip_corrupt_images: bool = False) -> None:
     types = {h.get('type') for h in hooks}
     if cfg.get('nan_guard', True) and 'NaNGuardHook' not in types:
         hooks.append(dict(type='NaNGuardHook'))
-    if skip_corrupt_images and loader:
-        if loader.dataset.get('type') == 'ShardDataset':  # no indices for a wrapper to shift
-            loader.dataset.skip_corrupt = True
-        elif loader.dataset.get('type') != 'SkipCorruptImages':
-            loader.dataset = dict(type='SkipCorruptImages', dataset=loader.dataset)
-        if 'SkippedImagesHook' not in types:
-            hooks.append(dict(type='SkippedImagesHook'))
+    cfg.setdefault('runner_type', 'WorkDirLockedRunner')
+    dataset = loader.get('dataset') if loader else None
+    if dataset and dataset.get('type') == 'ShardDataset':  # no indices for a wrapper to shift
+        if skip_corrupt_images:
+            dataset.skip_corrupt = True
+    elif dataset and dataset.get('type') != 'SkipCorruptImages':
+        # even without skipping: mmcv's error for a 0-byte image names no file; this one does
+        loader.dataset = dict(type='SkipCorruptImages', dataset=dataset,
+                              skip=skip_corrupt_images)
+    elif dataset and skip_corrupt_images:
+        dataset.skip = True
+    if skip_corrupt_images and dataset and 'SkippedImagesHook' not in types:
+        hooks.append(dict(type='SkippedImagesHook'))
     cfg.custom_hooks = hooks
 
 
@@ -99,7 +110,8 @@ def build_runner(args: argparse.Namespace, cfg: Optional[Config] = None) -> Runn
     make_resilient(cfg, args.skip_corrupt_images)
     add_checkpoint_report(cfg)
     setup_launcher(cfg)
-    runner = Runner.from_cfg(cfg)
+    # as OpenMMLab's own tools/train.py: a config may name its runner
+    runner = RUNNERS.build(cfg) if cfg.get('runner_type') else Runner.from_cfg(cfg)
     # stock mmpretrain algorithms declare nothing themselves: refuse a mask field they ignore,
     # or a stock MAEViT's mask ratio out of (0, 1)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
