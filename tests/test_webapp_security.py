@@ -164,3 +164,23 @@ def test_serving_beyond_this_machine_needs_a_flag_and_a_password(args, env, mess
                               **env}, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert 'Running on' not in run.stdout
+
+
+def test_upload_check_reads_content_and_limits_bytes_and_pixels(tmp_path):
+    from mim_plugins.utils.errors import UserInputError
+    from mim_plugins.webapp.uploads import check_image
+
+    image = tmp_path / 'upload.bin'  # a real PNG under a name that says nothing
+    noise = np.random.default_rng(0).integers(0, 255, (100, 120), np.uint8)
+    Image.fromarray(noise).save(image, format='PNG')
+    assert image.stat().st_size > 10_000
+    check_image(str(image), 'upload.bin', max_pixels=12_000)
+    with pytest.raises(UserInputError, match=r"'upload.bin' is 120x100 pixels.*up to 11999"):
+        check_image(str(image), 'upload.bin', max_pixels=11_999)
+    size = image.stat().st_size
+    with pytest.raises(UserInputError, match=rf"'upload.bin' is {size} bytes; .* up to 10000 b"):
+        check_image(str(image), 'upload.bin', max_bytes=10_000)
+    script = tmp_path / 'x.png'
+    script.write_bytes(b'GIF89a' + b'\x00' * 100)  # a format the demo does not take
+    with pytest.raises(UserInputError, match="Corrupt or unreadable image 'x.png'"):
+        check_image(str(script), 'x.png')

@@ -23,8 +23,9 @@ def check_image(path: str, name: str, max_bytes: int = MAX_BYTES,
     ``max_pixels`` pixels, by decoding it with PIL (its name and extension mean nothing)."""
     size = os.path.getsize(path)
     if size > max_bytes:
-        raise UserInputError(f"Image '{name}' is {size / 2**20:.1f} MB; the demo takes uploads "
-                             f'up to {max_bytes / 2**20:g} MB. Fix: upload a smaller image.')
+        raise UserInputError(f"Image '{name}' is {size} bytes; the demo takes uploads up to "
+                             f'{max_bytes} bytes ({max_bytes / 2**20:.3g} MB). Fix: upload a '
+                             'smaller image.')
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('error', Image.DecompressionBombWarning)
