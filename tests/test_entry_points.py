@@ -17,15 +17,18 @@ import mmpretrain
 import mmseg
 import pytest
 from mmengine.config import Config
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from conftest import ROOT
 from mim_plugins.apis import train as our_train
 from mim_plugins.apis.common import load_config
 from mim_plugins.datasets.resumable_sampler import ResumableSampler
-from mim_plugins.engine import ResumableEpochBasedTrainLoop
-from mim_plugins.engine.hooks import (AtomicCheckpointHook, CheckpointReportHook,
-                                      MaskFieldCheckHook, NaNGuardHook)
+from mim_plugins.utils.errors import UserInputError
+from mim_plugins.engine import ResumableEpochBasedTrainLoop, WorkDirLockedRunner
+from mim_plugins.engine.hooks import (AtomicCheckpointHook, CheckpointReportHook, MaskCheckHook,
+                                      NaNGuardHook, RequireLoadedWeightsHook, ResumeGuardHook,
+                                      WeightsOnlyCheckpointHook)
 from test_configs import shrink
 
 CONFIGS = sorted(p for tree in ('configs', 'configs_seg')
@@ -34,7 +37,7 @@ CONFIGS = sorted(p for tree in ('configs', 'configs_seg')
 # the train.py each package ships (what `mim train PACKAGE CONFIG` runs), by config tree
 OPENMMLAB_TRAIN = {tree: osp.join(osp.dirname(package.__file__), '.mim', 'tools', 'train.py')
                    for tree, package in (('configs', mmpretrain), ('configs_seg', mmseg))}
-RUNTIME_HOOKS = {'NaNGuardHook', 'CheckpointReportHook', 'MaskFieldCheckHook',
+RUNTIME_HOOKS = {'NaNGuardHook', 'CheckpointReportHook', 'MaskCheckHook',
                  'WeightsOnlyCheckpointHook', 'ResumeGuardHook', 'RequireLoadedWeightsHook'}
 TINY_MAE = osp.join(ROOT, 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py')
 
@@ -93,8 +96,8 @@ def test_our_train_py_and_mim_train_pass_the_same_runtime(config, tmp_path, monk
 
 
 def build(cfg: Config, via: str, tmp_path) -> Runner:
-    if via == 'from_cfg':
-        return Runner.from_cfg(cfg)
+    if via == 'openmmlab':  # what mmpretrain's tools/train.py (mim train) does with a config
+        return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     args = our_train.parse_args([TINY_MAE, '--work-dir', cfg.work_dir])
     return our_train.build_runner(args, cfg)
 
@@ -108,20 +111,23 @@ def tiny_cfg(tiny_data: str, work_dir: str) -> Config:
 
 def test_the_built_runners_have_the_same_loop_sampler_and_hooks(tiny_data, tmp_path):
     runners = {via: build(tiny_cfg(tiny_data, str(tmp_path / via)), via, tmp_path)
-               for via in ('from_cfg', 'train_py')}
-    kinds = {via: (type(r.train_loop), type(r.train_dataloader.sampler),
+               for via in ('openmmlab', 'train_py')}
+    kinds = {via: (type(r), type(r.train_loop), type(r.train_dataloader.sampler),
                    [type(h) for h in r.hooks]) for via, r in runners.items()}
-    assert kinds['from_cfg'] == kinds['train_py']
-    loop, sampler, hooks = kinds['from_cfg']
+    assert kinds['openmmlab'] == kinds['train_py']
+    runner, loop, sampler, hooks = kinds['openmmlab']
+    assert runner is WorkDirLockedRunner
     assert loop is ResumableEpochBasedTrainLoop and sampler is ResumableSampler
-    for hook in (AtomicCheckpointHook, NaNGuardHook, CheckpointReportHook, MaskFieldCheckHook):
+    for hook in (AtomicCheckpointHook, NaNGuardHook, CheckpointReportHook, MaskCheckHook,
+                 WeightsOnlyCheckpointHook, ResumeGuardHook, RequireLoadedWeightsHook):
         assert hook in hooks
 
 
-@pytest.mark.parametrize('via', ['from_cfg', 'train_py'])
+@pytest.mark.parametrize('via', ['openmmlab', 'train_py'])
 def test_a_mask_nobody_reads_is_refused_through_every_entry_point(via, tiny_data, tmp_path):
     """Stock mmpretrain MAE masks at random itself: a preprocessor that draws masks for it
-    would be ignored, so the run stops before its first step, however it was launched."""
+    would be ignored, so the run stops before its first step, however it was launched; so does
+    a stock MAEViT whose mask ratio is out of range."""
     cfg = tiny_cfg(tiny_data, str(tmp_path))
     cfg.model.data_preprocessor = dict(
         type='MaskingDataPreprocessor', preprocessor=cfg.data_preprocessor,
@@ -130,6 +136,11 @@ def test_a_mask_nobody_reads_is_refused_through_every_entry_point(via, tiny_data
     with pytest.raises(ValueError, match=r'writes data_sample\.mask, but MAE .* never reads it'):
         runner.train()
     assert runner.iter == 0
+    cfg = tiny_cfg(tiny_data, str(tmp_path / 'ratio'))
+    cfg.model.backbone.mask_ratio = 1.5
+    runner = build(cfg, via, tmp_path)
+    with pytest.raises(UserInputError, match=r'model\.backbone\.mask_ratio = 1\.5'):
+        runner.train()
     # the same config without the mask generator trains
     cfg = tiny_cfg(tiny_data, str(tmp_path / 'plain'))
     runner = build(cfg, via, tmp_path)

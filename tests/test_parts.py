@@ -235,6 +235,44 @@ def test_resume_skips_done_images_and_reuses_centroids(vit, regions, tmp_path):
         run(vit, root, part_root=part_root, num_parts=5)
 
 
+def test_rerun_with_another_checkpoint_is_refused_and_changes_nothing(vit, regions, tmp_path):
+    """Issue 21, item 10: the maps, the centroids and part_learning.json keep describing one
+    checkpoint. Another checkpoint (by content, even at the same path) is refused; a copy of
+    the same weights elsewhere is the same ViT."""
+    import json
+    import shutil
+    root, truth = regions
+    part_root = str(tmp_path / 'maps')
+    config, first_ckpt = vit
+    ckpt = str(tmp_path / 'vit.pth')
+    shutil.copy(first_ckpt, ckpt)
+    run((config, ckpt), root, part_root=part_root, num_parts=3)
+    paths = sorted(truth)
+    before = read_maps(part_root, osp.join(root, 'train'), paths)
+    centroids = osp.join(part_root, 'centroids.pth')
+    saved = open(centroids, 'rb').read()
+    other = torch.load(ckpt, weights_only=True)
+    other['state_dict'] = {k: v + 0.5 for k, v in other['state_dict'].items()}
+    other_ckpt = str(tmp_path / 'other.pth')
+    torch.save(other, other_ckpt)
+    os.remove(part_map_path(part_root, osp.join(root, 'train'), paths[0]))  # a map to redo
+    refused = r"made with the ViT checkpoint .*vit\.pth'.*this run asks for .*--part-root"
+    with pytest.raises(UserInputError, match=refused):  # another file
+        run((config, other_ckpt), root, part_root=part_root, num_parts=3)
+    shutil.copy(other_ckpt, ckpt)
+    with pytest.raises(UserInputError, match=refused):  # the same path, other weights
+        run((config, ckpt), root, part_root=part_root, num_parts=3)
+    assert open(centroids, 'rb').read() == saved
+    assert not osp.exists(part_map_path(part_root, osp.join(root, 'train'), paths[0]))
+    summary = json.load(open(osp.join(part_root, 'part_learning.json')))
+    assert summary['checkpoint'].endswith('vit.pth')
+    copy = str(tmp_path / 'copy_of_vit.pth')
+    shutil.copy(first_ckpt, copy)
+    run((config, copy), root, part_root=part_root, num_parts=3)  # the same weights: resumes
+    after = read_maps(part_root, osp.join(root, 'train'), paths)
+    assert all(np.array_equal(before[p], after[p]) for p in paths)
+
+
 def test_corrupt_images_are_reported_and_skipped(vit, tmp_path):
     root = str(tmp_path)
     truth = make_region_data(root, n=10)

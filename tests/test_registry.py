@@ -2,6 +2,7 @@
 import importlib
 import inspect
 import socket
+import tempfile
 
 import pytest
 import torch
@@ -83,6 +84,9 @@ MINIMAL = {
     # resilience: exact resume, safe checkpoints, NaN guard, unreadable images
     'AtomicCheckpointHook': lambda: dict(type='AtomicCheckpointHook', interval=1),
     'NaNGuardHook': lambda: dict(type='NaNGuardHook'),
+    'WorkDirLockedRunner': lambda: dict(runner_type='WorkDirLockedRunner',
+                                        model=torch.nn.Linear(2, 2), default_scope='mmpretrain',
+                                        work_dir=tempfile.mkdtemp(prefix='locked_runner_')),
     'SkippedImagesHook': lambda: dict(type='SkippedImagesHook'),
     'CheckpointReportHook': lambda: dict(type='CheckpointReportHook'),
     'ResumableSampler': lambda: dict(type='ResumableSampler', dataset=list(range(4)), seed=0),

@@ -258,18 +258,19 @@ def test_nan_guard_names_infinite_losses_and_a_run_without_checkpoint():
                                      'saved before it. Non-finite: loss, loss_cls.')
 
 
-def test_skip_corrupt_images_flag_wraps_the_training_set_and_adds_its_hook():
-    from mim_plugins.apis.train import skip_corrupt_images
+def test_train_py_wraps_the_training_set_to_name_or_skip_unreadable_images():
+    from mim_plugins.apis.train import guard_images
     cfg = Config(dict(
         train_dataloader=dict(dataset=dict(type='CustomDataset', data_root='x')),
         custom_hooks=[dict(type='SemMAELambdaHook')]))
-    skip_corrupt_images(cfg)
+    guard_images(cfg, skip=False)  # no flag: name the file, stop
     assert cfg.train_dataloader.dataset == dict(
-        type='SkipCorruptImages', dataset=dict(type='CustomDataset', data_root='x'))
-    assert [h['type'] for h in cfg.custom_hooks] == ['SemMAELambdaHook', 'SkippedImagesHook']
-    skip_corrupt_images(cfg)  # twice: neither wrapped nor listed again
+        type='SkipCorruptImages', dataset=dict(type='CustomDataset', data_root='x'), skip=False)
+    assert [h['type'] for h in cfg.custom_hooks] == ['SemMAELambdaHook']
+    guard_images(cfg, skip=True)  # --skip-corrupt-images: not wrapped twice, counted
     assert cfg.train_dataloader.dataset.dataset.type == 'CustomDataset'
-    assert len(cfg.custom_hooks) == 2
+    assert cfg.train_dataloader.dataset.skip is True
+    assert [h['type'] for h in cfg.custom_hooks] == ['SemMAELambdaHook', 'SkippedImagesHook']
     shards = Config(dict(train_dataloader=dict(dataset=dict(type='ShardDataset'))))
-    skip_corrupt_images(shards)  # a stream skips in place: no index-shifting wrapper
+    guard_images(shards, skip=True)  # a stream skips in place: no index-shifting wrapper
     assert shards.train_dataloader.dataset == dict(type='ShardDataset', skip_corrupt=True)

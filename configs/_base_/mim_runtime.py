@@ -13,8 +13,8 @@ custom_hooks = [
     dict(type='NaNGuardHook'),
     # log what each loaded checkpoint filled in the model (init_cfg, load_from, --resume)
     dict(type='CheckpointReportHook'),
-    # refuse a mask field written by the preprocessor that the algorithm never reads
-    dict(type='MaskFieldCheckHook'),
+    # refuse a mask field the algorithm never reads, or a stock MAEViT mask ratio outside (0, 1)
+    dict(type='MaskCheckHook'),
     # checkpoints written as tensors and plain data (torch's weights-only loader reads them with
     # no allowlist); stock mmengine checkpoints read through restricted stand-ins while loading
     dict(type='WeightsOnlyCheckpointHook'),
@@ -24,3 +24,5 @@ custom_hooks = [
     # --allow-missing-weights drops it)
     dict(type='RequireLoadedWeightsHook'),
 ]
+# a second training in the same work dir stops before it writes anything there
+runner_type = 'WorkDirLockedRunner'

@@ -18,6 +18,9 @@ from ..utils.errors import UserInputError
 
 _UNKNOWN_TYPE = re.compile(r'([\w.]+) is not in the (\w+)::([\w ]+?) registry')
 _BAD_IMAGE = re.compile(r'failed to load image: (\S+)')
+# mmpretrain's CustomDataset on a folder without images; data_prefix may be a dict's repr
+_NO_IMAGES = re.compile(r"Found 0 files in subfolders of: (?:\{'img_path': )?'?(.+?)'?\}?\. "
+                        r'Supported extensions are: (\S+)')
 _UNKNOWN_ARG = re.compile(r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
 _MISSING_CHECKPOINT = re.compile(r'^(.+) can not be found\.$')  # mmengine's local loader
 _UNSAFE_GLOBAL = re.compile(r'(?:Unsupported global: GLOBAL|but got <class) \'?([\w.]+)')
@@ -101,6 +104,12 @@ def explain(exc: BaseException) -> Optional[str]:
         return (f'A checkpoint holds a Python object{what} that the weights-only loader refuses '
                 'to unpickle (it could run code). Fix: if you trust the file, rewrite it as '
                 f'tensors with `python {RESAVE} SRC DST` and load DST.')
+    match = _NO_IMAGES.search(text)
+    if match:
+        return (f"No images in the data folder '{match.group(1)}' (nor in its subfolders; "
+                f'image extensions: {match.group(2)}). Fix: point '
+                'train_dataloader.dataset.data_root / data_prefix at the folder that holds '
+                'the images (with --cfg-options), or put the images there.')
     match = _BAD_IMAGE.search(text)
     if match:
         return (f'Corrupt or unreadable image {match.group(1)}: it could not be decoded. '

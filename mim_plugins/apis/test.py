@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 
 import mmengine
 from mmengine.config import Config, ConfigDict
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checks import check_data_paths
@@ -85,7 +86,8 @@ def build_runner(args: argparse.Namespace) -> Runner:
         cfg.custom_hooks = [h for h in cfg.get('custom_hooks') or []
                             if h.get('type') != 'RequireLoadedWeightsHook']
     setup_launcher(cfg)
-    return Runner.from_cfg(cfg)
+    # as OpenMMLab's own tools/test.py (mim test): the config names its runner
+    return RUNNERS.build(cfg) if cfg.get('runner_type') else Runner.from_cfg(cfg)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:

@@ -3,6 +3,7 @@ import argparse
 from typing import List, Optional
 
 from mmengine.config import Config
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checks import check_data_paths
@@ -27,19 +28,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def skip_corrupt_images(cfg: Config) -> None:
-    """``--skip-corrupt-images``: wrap the training set in ``SkipCorruptImages`` (a streamed
-    ``ShardDataset`` skips in its own stream: ``skip_corrupt=True``) and add
-    ``SkippedImagesHook``, which logs how many images each epoch skipped."""
+def guard_images(cfg: Config, skip: bool) -> None:
+    """Wrap the training set in ``SkipCorruptImages``: an unreadable image (a 0-byte one too)
+    stops training with one error naming it, where mmcv's own error names no file; with ``skip``
+    (``--skip-corrupt-images``) it is replaced by the next readable one instead, and
+    ``SkippedImagesHook`` logs how many each epoch skipped. A streamed ``ShardDataset`` names
+    and skips in its own stream (``skip_corrupt=True``): it has no indices to shift."""
     loader = cfg.get('train_dataloader')
     if not loader:
         return
-    if loader.dataset.get('type') == 'ShardDataset':  # no indices for a wrapper to shift
-        loader.dataset.skip_corrupt = True
-    elif loader.dataset.get('type') != 'SkipCorruptImages':
-        loader.dataset = dict(type='SkipCorruptImages', dataset=loader.dataset)
     hooks = list(cfg.get('custom_hooks') or [])
-    if all(h.get('type') != 'SkippedImagesHook' for h in hooks):
+    types = {h.get('type') for h in hooks}
+    dataset = loader.get('dataset')
+    if dataset.get('type') == 'ShardDataset':
+        if skip:
+            dataset.skip_corrupt = True
+    elif dataset.get('type') != 'SkipCorruptImages':
+        loader.dataset = dict(type='SkipCorruptImages', dataset=dataset, skip=skip)
+    elif skip:
+        dataset.skip = True
+    if skip and 'SkippedImagesHook' not in types:
         cfg.custom_hooks = hooks + [dict(type='SkippedImagesHook')]
 
 
@@ -66,10 +74,11 @@ def build_runner(args: argparse.Namespace, cfg: Optional[Config] = None) -> Runn
             if args.no_persistent_workers:
                 cfg[key].persistent_workers = False
     check_data_paths(cfg, ('train_dataloader',) + (() if args.no_validate else ('val_dataloader',)))
-    if args.skip_corrupt_images:
-        skip_corrupt_images(cfg)
+    guard_images(cfg, args.skip_corrupt_images)
     setup_launcher(cfg)
-    return Runner.from_cfg(cfg)
+    # as OpenMMLab's own tools/train.py: the config names its runner (configs/_base_/
+    # mim_runtime.py: WorkDirLockedRunner)
+    return RUNNERS.build(cfg) if cfg.get('runner_type') else Runner.from_cfg(cfg)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

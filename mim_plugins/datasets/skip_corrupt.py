@@ -1,4 +1,6 @@
-"""A dataset wrapper that skips (and reports) images that cannot be decoded."""
+"""A dataset wrapper that skips (and reports) images that cannot be decoded, or stops at the
+first one with an error naming it."""
+import os.path as osp
 from typing import List, Union
 
 from mmengine.structures import BaseDataElement
@@ -14,14 +16,26 @@ SKIPPED_KEY = 'skipped_images'
 def is_unreadable_image(exc: BaseException) -> bool:
     """Whether ``exc`` is an image that could not be read or decoded (not a bug, not another
     user error such as a missing part map): mmcv's ``failed to load image`` (cv2 decoding),
-    PIL's unidentified or truncated files, or a vanished image file."""
+    cv2's refusal of an empty (0-byte) file, PIL's unidentified or truncated files, or a
+    vanished image file."""
     if isinstance(exc, UserInputError):
         return False
+    if type(exc).__name__ == 'error' and type(exc).__module__.startswith('cv2'):
+        return '!buf.empty()' in str(exc)  # mmcv passes cv2 the bytes of a 0-byte file
     if isinstance(exc, AssertionError):
         return str(exc).startswith('failed to load image')
     if isinstance(exc, (UnidentifiedImageError, FileNotFoundError)):
         return True
     return isinstance(exc, OSError) and 'truncated' in str(exc)
+
+
+def unreadable_message(path: str) -> str:
+    """The one line for an image that cannot be decoded, with the fixes."""
+    empty = osp.isfile(path) and osp.getsize(path) == 0
+    what = 'is empty (0 bytes)' if empty else 'could not be decoded'
+    return (f'Corrupt or unreadable image {path}: the file {what}. Fix: replace it with a valid '
+            'image or delete it (and its line in the annotation file, if the data set has one), '
+            'or train with --skip-corrupt-images to skip and count such files.')
 
 
 def tag_skipped(data: dict, skipped: List[str], owner: str) -> None:
@@ -42,18 +56,22 @@ class SkipCorruptImages:
     as ``data_sample.metainfo['skipped_images']``, from the dataloader workers to the main
     process, where ``SkippedImagesHook`` counts and logs them per epoch.
 
-    Without the wrapper an unreadable image stops training with one error naming the file.
-    ``tools/train.py --skip-corrupt-images`` wraps the training set and adds the hook.
+    With ``skip=False`` the first unreadable image stops training with one error naming the
+    file (mmcv's own errors do not name a 0-byte one). ``tools/train.py`` wraps the training
+    set so, and ``--skip-corrupt-images`` makes it ``skip=True`` and adds the hook.
 
     Args:
         dataset: the wrapped dataset or its config.
         max_consecutive: give up (``UserInputError``) after this many unreadable images in a
             row: the data set, not one file, is broken.
+        skip: replace unreadable images (True) or stop at the first one (False).
     """
 
-    def __init__(self, dataset: Union[dict, object], max_consecutive: int = 100):
+    def __init__(self, dataset: Union[dict, object], max_consecutive: int = 100,
+                 skip: bool = True):
         self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
         self.max_consecutive = max_consecutive
+        self.skip = skip
 
     @property
     def metainfo(self) -> dict:
@@ -77,7 +95,10 @@ class SkipCorruptImages:
             except Exception as exc:  # noqa: BLE001  (re-raised unless an unreadable image)
                 if not is_unreadable_image(exc):
                     raise
-                skipped.append(self.get_data_info(index).get('img_path', f'index {index}'))
+                path = self.get_data_info(index).get('img_path', f'index {index}')
+                if not self.skip:
+                    raise UserInputError(unreadable_message(path)) from None
+                skipped.append(path)
                 continue
             if skipped:
                 tag_skipped(data, skipped, 'SkipCorruptImages')

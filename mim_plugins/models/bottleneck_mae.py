@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..masking import mask_to_indices, random_mask
 from .bottleneck import BottleneckMixin, gather_tokens
+from .mask_ratio import check_mask_ratio
 from .semmae import check_patch_mask, restore_ids
 
 
@@ -34,6 +35,10 @@ class BottleneckMAEViT(BottleneckMixin, MAEViT):
     """
 
     with_stack = False  # the decoder is the bottleneck
+
+    def __init__(self, *args, mask_ratio: float = 0.75, **kwargs):
+        mask_ratio = check_mask_ratio(mask_ratio, 'model.backbone.mask_ratio')
+        super().__init__(*args, mask_ratio=mask_ratio, **kwargs)
 
     def forward(self, x: Tensor, mask: Union[bool, Tensor, None] = True,
                 input_mask: Optional[Tensor] = None):

@@ -18,6 +18,11 @@ from torch import Tensor
 
 from ..masking import (LAMBDA_KINDS, block_mask, lambda_schedule, num_masked, random_mask,
                        semantic_part_mask)
+from .mask_ratio import check_mask_ratio
+
+# Where a generator's ratio sits in a config (the generators do not know which slot they fill).
+RATIO_KEY = ('mask_ratio of {} (data_preprocessor.mask_generator or '
+             'data_preprocessor.input_mask_generator)')
 
 
 @MODELS.register_module()
@@ -32,7 +37,8 @@ class RandomMaskGenerator:
 
     def __init__(self, mask_ratio: float = 0.75, grid: Union[int, Sequence[int]] = 14):
         self.grid = (grid, grid) if isinstance(grid, int) else tuple(grid)
-        num_masked(self.grid[0] * self.grid[1], mask_ratio)  # validates the ratio now
+        mask_ratio = check_mask_ratio(mask_ratio, RATIO_KEY.format(type(self).__name__))
+        num_masked(self.grid[0] * self.grid[1], mask_ratio)  # and keeps a visible patch
         self.mask_ratio = mask_ratio
 
     def set_epoch(self, epoch: int, max_epochs: int) -> None:
@@ -95,7 +101,7 @@ class SemanticPartMaskGenerator:
             raise ValueError(f'unknown lam_schedule {lam_schedule!r}; valid: {LAMBDA_KINDS}')
         if not 0.0 <= lam_value <= 1.0:
             raise ValueError(f'lam_value must lie in [0, 1], got {lam_value!r}')
-        self.mask_ratio = mask_ratio
+        self.mask_ratio = check_mask_ratio(mask_ratio, RATIO_KEY.format(type(self).__name__))
         self.lam_schedule = lam_schedule
         self.lam_value = lam_value
         self.epoch: Optional[Tuple[int, int]] = None

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..masking import mask_to_indices
 from .bottleneck import gather_tokens
+from .mask_ratio import check_mask_ratio
 
 
 def check_patch_mask(mask: Tensor, batch: int, num_patches: int, what: str = 'mask') -> Tensor:
@@ -44,6 +45,10 @@ class SemMAEViT(MAEViT):
     ``MAEViT``'s random mask (the stock code path, bit for bit), ``None``/``False`` runs the
     plain ViT.
     """
+
+    def __init__(self, *args, mask_ratio: float = 0.75, **kwargs):
+        mask_ratio = check_mask_ratio(mask_ratio, 'model.backbone.mask_ratio')
+        super().__init__(*args, mask_ratio=mask_ratio, **kwargs)
 
     def forward(self, x: Tensor, mask: Union[bool, Tensor, None] = True,
                 input_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:

@@ -3,7 +3,8 @@
 1. Fit (rank 0): stream ``fit_images`` randomly drawn images through the ViT for ``fit_epochs``
    passes; their unit-length last-layer patch features update a mini-batch k-means with K
    centres (k-means++ seeding on the first batch). Centres are renumbered by decreasing size and
-   saved, with what produced them, to ``centroids_file``; a later run reuses them (resume).
+   saved, with what produced them, to ``centroids_file``; a later run with the same ViT
+   checkpoint (same content) reuses them (resume), one with another is refused.
 2. Assign (every rank, its shard ``i % world == rank`` of the sorted image list): each patch
    takes the id of its nearest centre; one ``grid x grid`` 8-bit PNG per image is written where
    ``LoadPartMap`` reads it (``mim_plugins.datasets.part_maps``). Images whose map exists are
@@ -15,6 +16,7 @@ Because the centres are shared by the whole data set, part ``k`` is the same kin
 the K centres, whatever the data set size. Unreadable images are skipped and listed in the
 summary (``{part_root}/part_learning.json``).
 """
+import hashlib
 import json
 import os
 import os.path as osp
@@ -31,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.part_maps import part_map_path, save_part_map
 from ..utils.errors import MissingFileError, UserInputError
+from ..visualization.images import read_rgb
 from .features import build_frozen_vit, image_size, patch_features
 from .kmeans import assign, kmeans_plus_plus, minibatch_update, order_by_count
 
@@ -74,9 +77,9 @@ def load_image(path: str, size: Tuple[int, int], mean: Sequence[float], std: Seq
     """The test-style input of the part learner: the WHOLE image (part maps cover it, before any
     crop) resized to ``size`` (H, W), bicubic, normalised -> (3, H, W) float32. Channels are
     RGB when the config's preprocessor has ``to_rgb=True`` (its mean/std are then RGB), else BGR.
-    Raises whatever PIL raises on an unreadable file."""
-    with Image.open(path) as img:
-        img = img.convert('RGB').resize((size[1], size[0]), Image.BICUBIC)
+    Decoded as training decodes (``read_rgb``: 16-bit images scaled, not clipped); raises
+    ``UserInputError`` for an unreadable file."""
+    img = Image.fromarray(read_rgb(path)).resize((size[1], size[0]), Image.BICUBIC)
     pixels = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)
     if not to_rgb:
         pixels = pixels.flip(0)
@@ -176,10 +179,31 @@ def _dist_info() -> Tuple[int, int]:
     return 0, 1
 
 
-def _load_centroids(path: str, num_parts: int, grid: Tuple[int, int],
-                    dims: int) -> torch.Tensor:
-    """Centroids of an earlier run, checked against this run's K, grid and feature size."""
+def file_digest(path: str) -> str:
+    """SHA-256 of the file ``path`` (hex): which weights a centroids file was fitted on."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_centroids(path: str, num_parts: int, grid: Tuple[int, int], dims: int,
+                    checkpoint: str) -> torch.Tensor:
+    """Centroids of an earlier run, checked against this run's K, grid, feature size and ViT
+    checkpoint: the same weights (by content when the file recorded it, else by path)."""
     saved = torch.load(path, map_location='cpu', weights_only=True)
+    digest = saved.get('checkpoint_sha256')
+    same = digest == file_digest(checkpoint) if digest else \
+        osp.realpath(saved['checkpoint']) == osp.realpath(checkpoint)
+    if not same:
+        # Refused, not refitted: the maps already written came from the old centroids, and
+        # replacing the centroids alone would leave a mix that part_learning.json misnames.
+        raise UserInputError(
+            f"Centroids file '{path}' and the part maps next to it were made with the ViT "
+            f"checkpoint '{saved['checkpoint']}', but this run asks for '{checkpoint}'. Fix: "
+            'pass a new --part-root for this checkpoint, or delete that folder (centroids and '
+            'maps) to redo it.')
     got = (saved['num_parts'], tuple(saved['grid']), saved['centroids'].shape[1])
     if got != (num_parts, tuple(grid), dims):
         raise UserInputError(
@@ -232,7 +256,8 @@ def learn_parts(config: str, checkpoint: str, data_root: str, data_prefix: str =
     centroids = torch.zeros(num_parts, model.embed_dims)
     if rank == 0:
         if osp.isfile(centroids_file):
-            centroids = _load_centroids(centroids_file, num_parts, grid_hw, model.embed_dims)
+            centroids = _load_centroids(centroids_file, num_parts, grid_hw, model.embed_dims,
+                                        checkpoint)
             print(f'Reusing the part centroids of {centroids_file}', flush=True)
         else:
             print(f'Fitting {num_parts} part centroids on '
@@ -243,6 +268,7 @@ def learn_parts(config: str, checkpoint: str, data_root: str, data_prefix: str =
             os.makedirs(osp.dirname(osp.abspath(centroids_file)), exist_ok=True)
             torch.save(dict(centroids=centroids, counts=counts, num_parts=num_parts,
                             grid=grid_hw, config=config, checkpoint=checkpoint,
+                            checkpoint_sha256=file_digest(checkpoint),
                             fit_images=min(fit_images, len(paths)), fit_epochs=fit_epochs,
                             seed=seed), centroids_file)
     if world > 1:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..masking import num_masked, semantic_part_mask
 from ..utils.errors import MissingFileError, UserInputError
-from .images import save_grid
+from .images import read_rgb, save_grid
 
 MASK_GRAY = (128, 128, 128)
 
@@ -161,8 +161,7 @@ def render_semmae_masks(image_path: Union[str, Sequence[str]],
                                  'a mask ratio in (0, 1) that keeps at least one patch.') from None
     rows: List[List[np.ndarray]] = []
     for i, (path, ids) in enumerate(zip(images, all_ids)):
-        with Image.open(path) as img:
-            image = np.array(img.convert('RGB').resize((cell, cell), Image.BILINEAR))
+        image = np.array(Image.fromarray(read_rgb(path)).resize((cell, cell), Image.BILINEAR))
         k = int(ids.max()) + 1 if num_parts is None else num_parts
         row = [image, overlay_parts(image, ids, num_parts=k)]
         part = torch.from_numpy(ids.astype(np.int64)).flatten()

@@ -1,18 +1,21 @@
 """The Gradio page of the web demo: controls on the left, six panels on the right.
 
 All computing is ``views.compute_views``; this module only wires widgets to it. Nothing leaves
-the machine: analytics are off, no share link, fonts are Gradio's bundled ones.
+the machine: analytics are off, no share link, fonts are Gradio's bundled ones. What the page
+may open and who may reach it: ``access`` and ``uploads`` (docs/web_demo.md, "Security").
 """
 import logging
 import os.path as osp
 import traceback
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import gradio as gr
 
 from ..utils.errors import UserInputError
+from .access import DEFAULT_ROOTS, USER, allowed_path
 from .checkpoints import DEMO_WORK_DIR, NO_DEMO, find_checkpoints
 from .masks import STRATEGIES
+from .uploads import MAX_BYTES, MAX_PIXELS, check_image, private_upload_dir
 from .views import PANELS, Request, compute_views, examples
 
 logger = logging.getLogger(__name__)
@@ -46,22 +49,33 @@ class DemoApp:
         checkpoints: ``{label: (config, checkpoint)}`` offered in the dropdown.
         default: label selected first (None: the dropdown starts empty and the page says how
             to get a checkpoint).
+        roots: the folders whose files a typed path (config, checkpoint, centroids) may name.
+        blocked: folders never opened that way, even inside ``roots`` (the uploads).
+        max_bytes, max_pixels: the largest image accepted.
     """
 
-    def __init__(self, checkpoints: Dict[str, Tuple[str, str]], default: Optional[str]):
+    def __init__(self, checkpoints: Dict[str, Tuple[str, str]], default: Optional[str],
+                 roots: Sequence[str] = DEFAULT_ROOTS, blocked: Sequence[str] = (),
+                 max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS):
         self.checkpoints = checkpoints
         self.default = default
+        self.roots, self.blocked = tuple(roots), tuple(blocked)
+        self.max_bytes, self.max_pixels = max_bytes, max_pixels
         self.examples = examples()
 
+    def allowed(self, path: str, what: str) -> str:
+        return allowed_path(path, self.roots, self.blocked, what)
+
     def choose(self, label: Optional[str], config: str, checkpoint: str) -> Tuple[str, str]:
-        """(config, checkpoint): the typed paths when both are given, else the dropdown's."""
+        """(config, checkpoint): the typed paths when both are given (inside the allowed
+        folders), else the dropdown's."""
         config, checkpoint = (config or '').strip(), (checkpoint or '').strip()
         if config or checkpoint:
             if not (config and checkpoint):
                 raise UserInputError('"Other checkpoint" needs both a config file and a '
                                      'checkpoint file. Fix: fill in both, or clear both to use '
                                      'the list.')
-            return config, checkpoint
+            return self.allowed(config, 'config'), self.allowed(checkpoint, 'checkpoint')
         if label in self.checkpoints:
             return self.checkpoints[label]
         raise UserInputError(NO_DEMO.format(path=DEMO_WORK_DIR))
@@ -74,12 +88,15 @@ class DemoApp:
         try:
             if source is None:
                 raise UserInputError('No image. Fix: pick an example or upload an image.')
+            check_image(source[0], source[1], self.max_bytes, self.max_pixels)
             config_path, checkpoint_path = self.choose(label, config, checkpoint)
+            centroids = (centroids or '').strip()
+            centroids = self.allowed(centroids, 'centroids file') if centroids else None
             req = Request(image=source[0], image_name=source[1], config=config_path,
                           checkpoint=checkpoint_path, strategy=strategy, mask_ratio=ratio,
                           lam=lam, predicted_ratio=predicted_ratio, seed=int(seed or 0),
                           query=query, layer=int(-1 if layer is None else layer),
-                          centroids=(centroids or '').strip() or None)
+                          centroids=centroids)
             views = compute_views(req)
             side = views.panels['input'].shape[0]
             return [views.panels[p] for p in PANELS] + [status_markdown(views.notes),
@@ -88,8 +105,9 @@ class DemoApp:
             message = error_markdown(str(exc))
         except Exception as exc:  # noqa: BLE001  (the page must survive any failure)
             logger.error(traceback.format_exc())
-            message = error_markdown(f'unexpected {type(exc).__name__}: {exc} (the server log '
-                                     'has the traceback)')
+            # its text may name the server's files: the page says only that it happened
+            message = error_markdown(f'unexpected {type(exc).__name__} (the server log has '
+                                     'the traceback)')
         return [None] * len(PANELS) + [message, None]
 
     def pick_example(self, name: Optional[str]) -> Optional[Source]:
@@ -175,9 +193,11 @@ class DemoApp:
         return page
 
 
-def build_app(config: Optional[str] = None, checkpoint: Optional[str] = None) -> gr.Blocks:
+def build_app(config: Optional[str] = None, checkpoint: Optional[str] = None,
+              **limits) -> gr.Blocks:
     """The page, offering the checkpoints found under work_dirs/ and, if given, ``config`` +
-    ``checkpoint`` first (the default)."""
+    ``checkpoint`` first (the default); ``limits``: ``DemoApp``'s roots, blocked, max_bytes,
+    max_pixels."""
     found = find_checkpoints()
     default = next(iter(found), None)
     if config and checkpoint:
@@ -186,15 +206,29 @@ def build_app(config: Optional[str] = None, checkpoint: Optional[str] = None) ->
         default = same[0] if same else f'{checkpoint} (config {osp.basename(config)})'
         if not same:
             found = {default: (config, checkpoint), **found}
-    return DemoApp(found, default).build()
+    return DemoApp(found, default, **limits).build()
 
 
-def launch(page: gr.Blocks, host: str = '127.0.0.1', port: int = 7860) -> None:
-    """Serve ``page`` until interrupted; local only, no share link."""
+def serve(config: Optional[str] = None, checkpoint: Optional[str] = None,
+          host: str = '127.0.0.1', port: int = 7860, password: Optional[str] = None,
+          roots: Sequence[str] = DEFAULT_ROOTS, max_bytes: int = MAX_BYTES) -> None:
+    """Build the page and serve it until interrupted, uploads in a folder of their own that is
+    deleted when it returns; with ``password``, visitors log in as ``access.USER``."""
+    with private_upload_dir() as uploads:
+        print(f'Uploads go to {uploads}, deleted when the server stops.', flush=True)
+        page = build_app(config, checkpoint, roots=roots, blocked=[uploads],
+                         max_bytes=max_bytes)
+        launch(page, host, port, password, max_bytes)
+
+
+def launch(page: gr.Blocks, host: str = '127.0.0.1', port: int = 7860,
+           password: Optional[str] = None, max_bytes: int = MAX_BYTES) -> None:
+    """Serve ``page`` until interrupted; no share link; uploads over ``max_bytes`` refused."""
     try:
         page.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=port, share=False, show_error=True, inbrowser=False,
-            css=CSS, footer_links=[])
+            css=CSS, footer_links=[], max_file_size=max_bytes,
+            auth=(USER, password) if password else None)
     except OSError as exc:  # Gradio's "Cannot find empty port", or an address not on this host
         raise UserInputError(f'Cannot serve on {host}:{port} ({exc}). Fix: pass a free port '
                              '(--port 7861) or an address of this machine (--host).') from None

@@ -52,6 +52,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     from mim_plugins.datasets.part_maps import part_map_path
     from mim_plugins.visualization import colorize_parts, overlay_parts, save_grid
+    from mim_plugins.visualization.images import read_rgb
     from mim_plugins.visualization.part_masks import load_part_ids
 
     args = parse_args(argv)
@@ -64,8 +65,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             for p in images]
     tiles = []
     for path, ids in zip(images, maps):
-        with Image.open(path) as img:
-            image = np.array(img.convert('RGB').resize((args.cell, args.cell), Image.BILINEAR))
+        image = np.array(Image.fromarray(read_rgb(path)).resize((args.cell, args.cell),
+                                                                Image.BILINEAR))
         colours = colorize_parts(ids, args.num_parts)
         colours = np.array(Image.fromarray(colours).resize((args.cell, args.cell), Image.NEAREST))
         tiles.append([image, colours,
