@@ -89,8 +89,11 @@ class MAEPytorchDecoder(BaseModule):
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans)
 
     def init_weights(self) -> None:
-        """MAE-pytorch's: the mask token ``trunc_normal(std=.02)``, the table kept fixed."""
+        """``init_cfg``'s, then MAE-pytorch's: the mask token ``trunc_normal(std=.02)``, and
+        PyTorch's default for ``decoder_embed`` (its ``_init_weights`` never reaches
+        ``encoder_to_decoder``); the table kept fixed."""
         super().init_weights()
+        self.decoder_embed.reset_parameters()
         nn.init.trunc_normal_(self.mask_token, std=.02, a=-.02, b=.02)
         self.decoder_pos_embed.data.copy_(sinusoid_table_1d(*self.decoder_pos_embed.shape[1:]))
 
@@ -147,6 +150,22 @@ class MAEPytorchHead(BaseModule):
         return F.mse_loss(pred, target)
 
 
+def check_target_stats(preprocessor: nn.Module, head: nn.Module) -> None:
+    """Refuse a head whose ``mean``/``std`` (in [0, 1] units) are not the preprocessor's
+    (0-255 units): the target would be computed from wrongly restored pixels."""
+    pre = [getattr(preprocessor, name, None) for name in ('mean', 'std')]
+    if any(stat is None for stat in pre) or not hasattr(head, 'mean'):
+        return
+    ours = [torch.tensor(stat) * 255 for stat in (head.mean, head.std)]
+    if any(len(o) != p.numel() or not torch.allclose(o, p.flatten().float().cpu(), atol=1e-2)
+           for o, p in zip(ours, pre)):
+        raise ValueError(f'head mean/std {head.mean}/{head.std} (x255: '
+                         f'{[o.tolist() for o in ours]}) are not the data_preprocessor\'s '
+                         f'{[p.flatten().tolist() for p in pre]}: MAEPytorchHead undoes that '
+                         'normalisation for its target. Fix: set them to the preprocessor\'s '
+                         'values / 255.')
+
+
 @MODELS.register_module()
 class MAEPytorch(MAE):
     """MAE-pytorch's pretraining: ``MAEPytorchViT`` -> ``MAEPytorchDecoder`` ->
@@ -164,6 +183,7 @@ class MAEPytorch(MAE):
         count_mask(1, self.backbone.patch_resolution[0] * self.backbone.patch_resolution[1],
                    mask_ratio)  # refuses a ratio that leaves nothing to mask or to see
         check_mask_fields(self)
+        check_target_stats(self.data_preprocessor, self.head)
 
     def consumed_fields(self) -> Tuple[str, ...]:
         """``mask``: the predicted patches, hidden from the encoder."""
