@@ -32,6 +32,8 @@ PRETRAIN = [osp.join(FIXTURES, f'mae_pytorch_tiny{s}.pt') for s in ('', '_layers
 FINETUNE = osp.join(FIXTURES, 'mae_pytorch_finetune_tiny.pt')
 TOOL = osp.join(ROOT, 'tools', 'model_converters', 'mae_pytorch_to_mmpretrain.py')
 TINY = osp.join(ROOT, 'configs', 'mae', 'mae-pytorch_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py')
+FINETUNE_CONFIG = osp.join(ROOT, 'configs', 'mae', 'benchmarks',
+                           'mae-pytorch_vit-base-p16_8xb128-coslr-100e_in1k.py')
 
 
 def load(path: str) -> dict:
@@ -126,6 +128,34 @@ def test_a_converted_finetuned_checkpoint_gives_its_logits(tmp_path, layout):
     with torch.no_grad():  # a changed weight changes the logits: the comparison can fail
         model.head.fc.bias += 1e-3
         assert (model(fx['inputs']['images'], mode='tensor') - logits).abs().min() > 5e-4
+
+
+def test_a_converted_finetuned_checkpoint_gives_its_logits_in_our_finetune_config(tmp_path):
+    """The fine-tuning config's model, at the fixture's sizes, is its classifier."""
+    fx = load(FINETUNE)
+    k = fx['official_kwargs']
+    done = convert_file(tmp_path, fx['state_dict'], '--img-size', str(k['img_size']))
+    assert done.returncode == 0, done.stderr
+    cfg = Config.fromfile(FINETUNE_CONFIG)
+    cfg.model.backbone.update(
+        arch=dict(embed_dims=k['embed_dim'], num_layers=k['depth'], num_heads=k['num_heads'],
+                  feedforward_channels=int(k['embed_dim'] * k['mlp_ratio'])),
+        img_size=k['img_size'], patch_size=k['patch_size'],
+        layer_scale_init_value=k['init_values'],
+        init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'dst.pth'), prefix='backbone.'))
+    cfg.model.head.update(num_classes=k['num_classes'], in_channels=k['embed_dim'])
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model)
+    model.init_weights()  # the backbone from the checkpoint, as fine-tuning starts
+    model.eval()
+    images = fx['inputs']['images']
+    with torch.no_grad():
+        feats = model.extract_feat(images)[-1]
+        load_checkpoint(model, str(tmp_path / 'dst.pth'), strict=True)
+        logits = model(images, mode='tensor')
+    assert (feats - fx['outputs']['features']).abs().max() <= fx['atol']
+    assert (logits - fx['outputs']['logits']).abs().max() <= fx['atol']
+    assert not model.backbone.pos_embed.requires_grad  # its table stays fixed
 
 
 def test_a_converted_pretraining_checkpoint_loads_into_our_model_and_stock_backbones(tmp_path):
@@ -228,4 +258,6 @@ def test_the_tiny_config_trains_through_tools_train(tiny_data, tmp_path):
                            '--work-dir', str(tmp_path), '--cfg-options', *options],
                           capture_output=True, text=True, cwd=ROOT, env=run_env(), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert 'Iter(train) [2/2]' in done.stdout + done.stderr
+    assert '[2/2]' in done.stdout
+    saved = torch.load(tmp_path / 'epoch_1.pth', map_location='cpu', weights_only=False)
+    assert torch.equal(saved['state_dict']['neck.decoder_pos_embed'], sinusoid_table_1d(49, 128))
