@@ -194,6 +194,7 @@ def test_a_converted_pretraining_checkpoint_loads_into_our_model_and_stock_backb
     (lambda sd: sd.update({'encoder.blocks.0.attn.k_bias': torch.zeros(48)}), 'no counterpart'),
     (lambda sd: sd.update({'encoder.blocks.0.attn.q_bias': torch.zeros(7)}), 'has shape (7,)'),
     (lambda sd: sd.pop('encoder.norm.weight'), 'lacks'),
+    (lambda sd: sd.update({'cls_token': torch.zeros(1, 1, 48)}), 'official_to_mmpretrain'),
 ])
 def test_anything_else_is_refused_in_one_line(tmp_path, edit, words):
     state = dict(load(PRETRAIN[0])['state_dict'])
@@ -261,3 +262,52 @@ def test_the_tiny_config_trains_through_tools_train(tiny_data, tmp_path):
     assert '[2/2]' in done.stdout
     saved = torch.load(tmp_path / 'epoch_1.pth', map_location='cpu', weights_only=False)
     assert torch.equal(saved['state_dict']['neck.decoder_pos_embed'], sinusoid_table_1d(49, 128))
+
+
+def test_the_vitb_config_is_its_readme_command():
+    """Its README's pretraining command and run_mae_pretraining.py's defaults (commit 8b3ab30)."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'mae',
+                                   'mae-pytorch_vit-base-p16_8xb128-coslr-1600e_in1k.py'))
+    assert cfg.model.mask_ratio == 0.75 and cfg.train_dataloader.batch_size == 128
+    opt = cfg.optim_wrapper.optimizer
+    assert opt.lr == pytest.approx(1.5e-4 * 8 * 128 / 256) and opt.betas == (0.9, 0.95)
+    assert opt.weight_decay == 0.05 and opt.eps == 1e-8
+    warmup, cosine = cfg.param_scheduler
+    assert warmup.end == cosine.begin == 40 and cosine.end == cfg.train_cfg.max_epochs == 1600
+    assert cosine.eta_min == 1e-5
+    neck = cfg.model.neck
+    assert (neck.decoder_embed_dim, neck.decoder_depth, neck.decoder_num_heads) == (384, 4, 6)
+    crop = cfg.train_dataloader.dataset.pipeline[1]
+    assert crop.crop_ratio_range == (0.08, 1.0) and crop.interpolation == 'bilinear'
+    assert not any(t.type == 'RandomFlip' for t in cfg.train_dataloader.dataset.pipeline)
+    init_default_scope('mmpretrain')
+    with torch.device('meta'):
+        model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == 93_325_440  # its pretrain_mae_base_patch16_224, counted the same way
+
+
+def test_weight_decay_goes_where_it_puts_it(tmp_path):
+    """Its optim_factory: no decay on 1-D tensors, names ending in .bias and the mask token."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(TINY)
+    init_default_scope('mmpretrain')
+    model = MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor))
+    optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    decay = {id(p): g['weight_decay'] for g in optim.param_groups for p in g['params']}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            assert 'pos_embed' in name
+            continue
+        theirs = 0. if param.ndim == 1 or name.endswith('.bias') or 'mask_token' in name else 0.05
+        assert decay[id(param)] == theirs, name
+
+
+def test_a_head_that_would_undo_another_normalisation_is_refused():
+    cfg = Config.fromfile(TINY)
+    init_default_scope('mmpretrain')
+    model = dict(cfg.model, data_preprocessor=cfg.data_preprocessor)
+    MODELS.build(model)
+    model['head'] = dict(model['head'], mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    with pytest.raises(ValueError, match="not the data_preprocessor's"):
+        MODELS.build(model)

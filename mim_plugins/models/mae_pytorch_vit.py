@@ -6,7 +6,7 @@ It is mmpretrain's ``BEiTViT`` (q/v biases without a k bias, optional layer scal
 position table differs from what the stock backbone can do: MAE-pytorch numbers the patches
 0..L-1 row by row and uses the 1-D table of "Attention is all you need"
 (:func:`sinusoid_table_1d`), never trained. The weights load into a stock ``BEiTViT`` of the
-same options (fine-tuning, linear probing), so only pretraining needs this class.
+same options; the fine-tuning config uses this class too, so that the table stays fixed there.
 """
 from typing import Optional, Tuple, Union
 

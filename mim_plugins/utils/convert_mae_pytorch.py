@@ -66,6 +66,10 @@ class Converted(NamedTuple):
 
 def detect_kind(state_dict: Mapping[str, Tensor]) -> str:
     """``'pretrain'`` (``encoder.*``) or ``'finetune'`` (``blocks.*`` + ``fc_norm``)."""
+    if 'cls_token' in state_dict or 'encoder.cls_token' in state_dict:
+        raise CheckpointError('this checkpoint has a cls token, which no MAE-pytorch model has '
+                              '(the official MAE / SupMAE / SemMAE layout?). Fix: convert it with '
+                              'tools/model_converters/official_to_mmpretrain.py.')
     if any(k.startswith('encoder.blocks.') for k in state_dict):
         return 'pretrain'
     if any(k.startswith('blocks.') for k in state_dict) and 'fc_norm.weight' in state_dict:
