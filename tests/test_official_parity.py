@@ -1,4 +1,5 @@
-"""Our models against golden outputs of the official SemanticMIM / SupMAE / SemMAE code.
+"""Our models against golden outputs of the official SemanticMIM / SupMAE / SemMAE code (and
+MAE-pytorch's: tests/test_mae_pytorch.py).
 
 The fixtures (tests/fixtures/official, see its README) hold official random weights, inputs,
 outputs and gradient norms; ``tools/analysis/official_parity.py`` converts and compares.
@@ -11,6 +12,7 @@ import sys
 import pytest
 import torch
 
+from conftest import run_env
 from mim_plugins.fidelity import FixtureError, check
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -21,14 +23,15 @@ TOOL = osp.join(ROOT, 'tools', 'analysis', 'official_parity.py')
 
 def tool(*paths: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, TOOL, *paths], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
+                          cwd=ROOT, env=run_env(), timeout=600)
 
 
 def test_every_fixture_is_shipped():
     names = {osp.basename(f) for f in FIXTURES}
     assert {'semanticmim_maskfeat_bottleneck_8cls.pt', 'semanticmim_maskfeat_bottleneck_sepmask.pt',
             'semanticmim_beit_bottleneck.pt', 'semanticmim_maskfeat_baseline.pt',
-            'supmae_tiny.pt', 'semmae_counts.pt'} <= names
+            'supmae_tiny.pt', 'semmae_counts.pt', 'mae_pytorch_tiny.pt',
+            'mae_pytorch_tiny_layerscale.pt', 'mae_pytorch_finetune_tiny.pt'} <= names
 
 
 @pytest.mark.parametrize('path', SEMANTICMIM, ids=osp.basename)

@@ -131,6 +131,19 @@ MINIMAL = {
         neck=dict(type='LinearNeck', in_channels=32, out_channels=108, norm_cfg=None),
         head=dict(type='MIMHead', loss=dict(type='PixelReconstructionLoss', criterion='L2')),
         target_generator=dict(type='HOGGenerator')),
+    # MAE-pytorch (pengzhiliang)
+    'MAEPytorchViT': lambda: dict(type='MAEPytorchViT', arch=_TINY_ARCH, img_size=28,
+                                  patch_size=7),
+    'MAEPytorchDecoder': lambda: dict(type='MAEPytorchDecoder', num_patches=16, patch_size=7,
+                                      embed_dim=32, decoder_embed_dim=16, decoder_depth=1,
+                                      decoder_num_heads=2),
+    'MAEPytorchHead': lambda: dict(type='MAEPytorchHead', patch_size=7),
+    'MAEPytorch': lambda: dict(
+        type='MAEPytorch',
+        backbone=dict(type='MAEPytorchViT', arch=_TINY_ARCH, img_size=28, patch_size=7),
+        neck=dict(type='MAEPytorchDecoder', num_patches=16, patch_size=7, embed_dim=32,
+                  decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2),
+        head=dict(type='MAEPytorchHead', patch_size=7)),
     # one algorithm each, registered under its paper's name too (the same class)
     'MaskedMAE': lambda: dict(MINIMAL['SemMAE'](), type='MaskedMAE'),
     'MaskedBEiT': lambda: dict(MINIMAL['BottleneckBEiT'](), type='MaskedBEiT'),
