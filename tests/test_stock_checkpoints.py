@@ -30,7 +30,14 @@ def stock_checkpoint(tmp_path_factory, tiny_data):
     """One epoch (2 iterations) by a stock mmengine runner: no hook of ours."""
     from mmengine.runner import Runner
     work = tmp_path_factory.mktemp('stock')
-    Runner.from_cfg(tiny_cfg(work, tiny_data, 1)).train()
+    cfg = tiny_cfg(work, tiny_data, 1)
+    # the stock runtime instead of the config's (configs/_base_/mim_runtime.py)
+    cfg.custom_hooks = []
+    cfg.pop('runner_type')
+    cfg.train_cfg.type = 'EpochBasedTrainLoop'
+    cfg.train_dataloader.sampler.type = 'DefaultSampler'
+    cfg.default_hooks.checkpoint.type = 'CheckpointHook'
+    Runner.from_cfg(cfg).train()
     path = str(work / 'epoch_1.pth')
     with pytest.raises(Exception, match='HistoryBuffer'):  # really the stock format
         torch.load(path, weights_only=True)
