@@ -2,6 +2,7 @@
 computation, maps that follow the image, losses that fall, a ViT that stays frozen, and the
 config trained and resumed through tools/train.py."""
 import math
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -232,3 +233,92 @@ def test_config_trains_checkpoints_and_resumes_with_tools_train(tiny_data, tmp_p
     assert 'resumed epoch: 1' in log.lower() and 'Epoch(train) [2][2/2]' in log
     assert 'Epoch(train) [1][' not in log
     assert osp.isfile(work / 'epoch_2.pth')
+
+
+# ------------------------------------------------- stage-1 inference: maps where stage 2 reads
+
+WRITER = ROOT + '/tools/part_learning/write_learned_parts.py'
+
+
+def tiny_trained_learner(tmp_path, seed=0, name='learner'):
+    """A small learner config (the demo config with a 1-layer ViT) and a checkpoint of it."""
+    from mmengine.config import Config
+    cfg_path = tmp_path / f'{name}.py'
+    cfg_path.write_text(
+        f"_base_ = ['{ROOT}/{CONFIG}']\n"
+        "model = dict(backbone=dict(arch=dict(embed_dims=32, num_layers=1, num_heads=2, "
+        "feedforward_channels=64), init_cfg=None), decoder=dict(channels=8))\n")
+    torch.manual_seed(seed)
+    model = MODELS.build(Config.fromfile(str(cfg_path)).model)
+    ckpt = tmp_path / f'{name}.pth'
+    torch.save({'state_dict': model.state_dict()}, ckpt)
+    return str(cfg_path), str(ckpt), model.eval()
+
+
+def test_learned_maps_are_written_where_stage_2_reads_them(tiny_data, tmp_path):
+    import glob
+
+    import numpy as np
+
+    from mim_plugins.datasets.part_maps import LoadPartMap, part_map_path
+    from mim_plugins.parts.learned_parts import learned_parts
+    from mim_plugins.parts.part_learner import load_image
+    from mim_plugins.utils.errors import UserInputError
+
+    cfg, ckpt, model = tiny_trained_learner(tmp_path)
+    img_prefix = osp.join(tiny_data, 'train')
+    images = sorted(glob.glob(osp.join(img_prefix, '**', '*.png'), recursive=True))
+    bad = osp.join(img_prefix, 'broken.png')
+    part_root = str(tmp_path / 'maps')
+    with open(bad, 'wb') as f:
+        f.write(b'not a png')
+    try:
+        summary = learned_parts(cfg, ckpt, tiny_data, 'train', part_root=part_root,
+                                batch_size=7, progress=False)
+    finally:
+        os.remove(bad)
+    assert summary['written'] == len(images) and summary['method'] == 'learned'
+    assert [c['path'] for c in summary['corrupt']] == [bad]
+    load = LoadPartMap(part_root=part_root, img_prefix=img_prefix, grid=7, num_parts=7)
+    norm = dict(mean=[33.3] * 3, std=[78.6] * 3)
+    batch = torch.stack([load_image(p, (28, 28), **norm) for p in images])
+    expected = model.segment(batch).numpy()
+    for path, ids in zip(images, expected):
+        assert np.array_equal(load.transform(dict(img_path=path))['part_ids'], ids)
+    assert len({e.tobytes() for e in expected}) > 1  # the maps differ between images
+
+    # Resume: only the missing map is written; the others keep their file.
+    os.remove(part_map_path(part_root, img_prefix, images[0]))
+    again = learned_parts(cfg, ckpt, tiny_data, 'train', part_root=part_root, progress=False)
+    assert again['written'] == 1 and again['skipped_existing'] == len(images) - 1
+    # Another learner's checkpoint into the same folder is refused, naming the fix.
+    _, other, _ = tiny_trained_learner(tmp_path, seed=1, name='other')
+    with pytest.raises(UserInputError, match='another part learner.*new --part-root'):
+        learned_parts(cfg, other, tiny_data, 'train', part_root=part_root, progress=False)
+    # A finer grid resizes the maps before the argmax.
+    fine = learned_parts(cfg, ckpt, tiny_data, 'train', part_root=str(tmp_path / 'g14'),
+                         grid=14, progress=False)
+    assert fine['grid'] == [14, 14]
+    assert LoadPartMap(str(tmp_path / 'g14'), img_prefix, grid=14).transform(
+        dict(img_path=images[0]))['part_ids'].shape == (14, 14)
+
+
+@pytest.mark.slow
+def test_writer_cli_and_its_errors(tiny_data, tmp_path):
+    cfg, ckpt, _ = tiny_trained_learner(tmp_path)
+    args = [sys.executable, WRITER, '--config', cfg, '--checkpoint', ckpt, '--data-root',
+            tiny_data, '--data-prefix', 'train', '--part-root', str(tmp_path / 'cli'),
+            '--num-workers', '0', '--no-progress']
+    result = subprocess.run(args, cwd=ROOT, env=run_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '20 part maps written, 0 already there' in result.stdout
+    again = subprocess.run(args, cwd=ROOT, env=run_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert '0 part maps written, 20 already there' in again.stdout
+    mae_cfg = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
+    bad = subprocess.run([*args[:3], mae_cfg, *args[4:]], cwd=ROOT, env=run_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and 'Traceback' not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith('ERROR: Config') \
+        and 'not a SemMAEPartLearner' in bad.stderr
