@@ -4,10 +4,11 @@ colour (mim_plugins/datasets/part_scenes.py).
 
     python tools/part_learning/eval_parts.py [--work-dir work_dirs/part_eval] [--num-parts 4]
 
-1. writes the scenes (train 2000, held-out test 300, 40² px) and their per-pixel part labels;
-2. pretrains the frozen ViT: the demo's small MAE on the train scenes
-   (configs/semmae/part_eval/mae_vit-tiny-p4_1xb64-coslr-20e_partscenes.py);
-3. trains the learned part learner on it (.../semmae-parts_vit-tiny-p4_1xb64-adain-20e_partscenes.py)
+1. writes the scenes (train 1000, held-out test 200, 32² px) and their per-pixel part labels;
+2. pretrains the frozen ViT: a small MAE on the train scenes
+   (configs/semmae/part_eval/mae_vit-mini-p4_1xb64-coslr-12e_partscenes-32px.py);
+3. trains the learned part learner on it
+   (.../semmae-parts_vit-mini-p4_1xb64-adain-10e_partscenes-32px.py)
    and writes its test part maps (write_learned_parts.py);
 4. fits the k-means baseline on the train scenes' features of the same ViT and writes its test
    maps with those centroids (learn_parts.py);
@@ -27,9 +28,10 @@ sys.path.insert(0, ROOT)
 
 from mim_plugins.apis import UserInputError, run_cli  # noqa: E402
 
-MAE = 'configs/semmae/part_eval/mae_vit-tiny-p4_1xb64-coslr-20e_partscenes.py'
-LEARNER = 'configs/semmae/part_eval/semmae-parts_vit-tiny-p4_1xb64-adain-20e_partscenes.py'
-GRID = 10  # 40² scenes, 4² patches
+MAE = 'configs/semmae/part_eval/mae_vit-mini-p4_1xb64-coslr-12e_partscenes-32px.py'
+LEARNER = ('configs/semmae/part_eval/'
+           'semmae-parts_vit-mini-p4_1xb64-adain-10e_partscenes-32px.py')
+SIZE, GRID = 32, 8  # 32² scenes, 4² patches
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -37,10 +39,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', default='work_dirs/part_eval')
     parser.add_argument('--num-parts', type=int, default=4,
                         help='parts of every method (the scenes: background, head, body, legs)')
-    parser.add_argument('--num-train', type=int, default=2000)
-    parser.add_argument('--num-test', type=int, default=300)
-    parser.add_argument('--mae-epochs', type=int, help='override the MAE epochs (20)')
-    parser.add_argument('--learner-epochs', type=int, help='override the learner epochs (20)')
+    parser.add_argument('--num-train', type=int, default=1000)
+    parser.add_argument('--num-test', type=int, default=200)
+    parser.add_argument('--mae-epochs', type=int, help='override the MAE epochs (12)')
+    parser.add_argument('--learner-epochs', type=int, help='override the learner epochs (10)')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -80,7 +82,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     data = osp.join(work, 'data') + '/'
     if not osp.isfile(osp.join(data, 'done')):
         print(f'[part-eval] writing {args.num_train} + {args.num_test} scenes to {data}')
-        write_part_scenes(data, args.num_train, args.num_test, seed=args.seed)
+        write_part_scenes(data, args.num_train, args.num_test, size=SIZE, seed=args.seed)
         open(osp.join(data, 'done'), 'w').close()
     seed = [f'randomness.seed={args.seed}', 'train_dataloader.num_workers=1',
             'train_dataloader.persistent_workers=False']
