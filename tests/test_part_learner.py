@@ -322,3 +322,25 @@ def test_writer_cli_and_its_errors(tiny_data, tmp_path):
     assert bad.returncode == 2 and 'Traceback' not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith('ERROR: Config') \
         and 'not a SemMAEPartLearner' in bad.stderr
+
+
+def test_figure_shows_each_map_and_the_argmax_parts(tiny_data, tmp_path):
+    import glob
+
+    import numpy as np
+    from PIL import Image
+
+    from mim_plugins.visualization.learned_parts import render_learned_parts
+    from mim_plugins.visualization.part_masks import PALETTE
+
+    cfg, ckpt, _ = tiny_trained_learner(tmp_path)
+    images = sorted(glob.glob(osp.join(tiny_data, 'train', '**', '*.png'), recursive=True))[:2]
+    out = str(tmp_path / 'fig.png')
+    ids = render_learned_parts(cfg, ckpt, images, out, cell=28)
+    grid = np.array(Image.open(out).convert('RGB'))
+    cell, pad, header, cols = 28, 4, 14, 1 + 7 + 2  # image, 7 maps, parts, overlay
+    assert grid.shape == (header + 2 * (cell + pad) + pad, cols * (cell + pad) + pad, 3)
+    for row in range(2):
+        top, left = header + pad + row * (cell + pad), pad + 8 * (cell + pad)  # 'parts'
+        centres = grid[top + 2:top + cell:4, left + 2:left + cell:4]  # one pixel per 4² cell
+        assert np.array_equal(centres, PALETTE[ids[row]])
