@@ -109,3 +109,28 @@ def test_folder_scores_perfect_maps_and_the_grid(tmp_path):
     assert noise['ari'] < 0.1 and noise['nmi'] < 0.2
     grid = score_grid(test, labels, 10, 4)
     assert 0 <= grid['ari'] < 0.9
+
+
+@pytest.mark.slow
+def test_eval_driver_runs_every_stage_and_prints_the_table(tmp_path):
+    import json
+    import os.path as osp
+    import subprocess
+    import sys
+
+    from conftest import ROOT, run_env
+    work = tmp_path / 'eval'
+    result = subprocess.run(
+        [sys.executable, 'tools/part_learning/eval_parts.py', '--work-dir', str(work),
+         '--num-train', '64', '--num-test', '8', '--mae-epochs', '1', '--learner-epochs', '1'],
+        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    scores = json.loads((work / 'scores.json').read_text())
+    assert len(scores) == 3
+    for name, s in scores.items():
+        assert f"| {name} | {s['nmi']:.3f} | {s['ari']:.3f} | {s['miou']:.3f} |" in result.stdout
+        assert 0 <= s['nmi'] <= 1 and s['ari'] <= 1 and 0 <= s['miou'] <= 1
+    test = osp.join(work, 'data', 'test')
+    for method in ('learned', 'kmeans'):
+        assert len(scene_images(osp.join(work, 'maps', method))) == 8  # one map per test image
+    assert len(scene_images(test)) == 8

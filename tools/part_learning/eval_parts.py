@@ -6,9 +6,9 @@ colour (mim_plugins/datasets/part_scenes.py).
 
 1. writes the scenes (train 1000, held-out test 200, 32² px) and their per-pixel part labels;
 2. pretrains the frozen ViT: a small MAE on the train scenes
-   (configs/semmae/part_eval/mae_vit-mini-p4_1xb64-coslr-12e_partscenes-32px.py);
+   (configs/semmae/part_eval/mae_vit-mini-p4_1xb64-coslr-5e_partscenes-32px.py);
 3. trains the learned part learner on it
-   (.../semmae-parts_vit-mini-p4_1xb64-adain-10e_partscenes-32px.py)
+   (.../semmae-parts_vit-mini-p4_1xb16-adain-4e_partscenes-32px.py)
    and writes its test part maps (write_learned_parts.py);
 4. fits the k-means baseline on the train scenes' features of the same ViT and writes its test
    maps with those centroids (learn_parts.py);
@@ -28,9 +28,9 @@ sys.path.insert(0, ROOT)
 
 from mim_plugins.apis import UserInputError, run_cli  # noqa: E402
 
-MAE = 'configs/semmae/part_eval/mae_vit-mini-p4_1xb64-coslr-12e_partscenes-32px.py'
+MAE = 'configs/semmae/part_eval/mae_vit-mini-p4_1xb64-coslr-5e_partscenes-32px.py'
 LEARNER = ('configs/semmae/part_eval/'
-           'semmae-parts_vit-mini-p4_1xb64-adain-10e_partscenes-32px.py')
+           'semmae-parts_vit-mini-p4_1xb16-adain-4e_partscenes-32px.py')
 SIZE, GRID = 32, 8  # 32² scenes, 4² patches
 
 
@@ -41,8 +41,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='parts of every method (the scenes: background, head, body, legs)')
     parser.add_argument('--num-train', type=int, default=1000)
     parser.add_argument('--num-test', type=int, default=200)
-    parser.add_argument('--mae-epochs', type=int, help='override the MAE epochs (12)')
-    parser.add_argument('--learner-epochs', type=int, help='override the learner epochs (10)')
+    parser.add_argument('--mae-epochs', type=int, help='override the MAE epochs (5)')
+    parser.add_argument('--learner-epochs', type=int, help='override the learner epochs (4)')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 

@@ -20,7 +20,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 train_dataloader = dict(dataset=dict(data_root=data_root, pipeline=train_pipeline))
-max_epochs = 12
+max_epochs = 5
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
@@ -28,4 +28,4 @@ param_scheduler = [
          end=max_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(checkpoint=dict(interval=4))
+default_hooks = dict(checkpoint=dict(interval=5))
