@@ -1,7 +1,6 @@
 """The official SemMAE processed data (one .npy per image) converted to our layout: files written
 here in that layout (as models_mae_setting3.py reads them) decode to the image and part map
 they were made from, and stage 2's LoadPartMap reads the result."""
-import os.path as osp
 import subprocess
 import sys
 

@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 
 from mim_plugins.datasets.part_maps import part_map_path, save_part_map
-from mim_plugins.datasets.part_scenes import (creature_labels, part_scene, patch_labels,
-                                              write_part_scenes)
+from mim_plugins.datasets.part_scenes import part_scene, patch_labels, write_part_scenes
 from mim_plugins.evaluation.part_eval import grid_parts, scene_images, score_grid, score_maps
 from mim_plugins.evaluation.part_metrics import ari, matched_miou, nmi, part_scores
 

@@ -15,16 +15,13 @@ import argparse
 import glob
 import os
 import os.path as osp
-import sys
 from typing import Dict, List, Optional
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-
-from mim_plugins.apis import UserInputError, run_cli  # noqa: E402
-from mim_plugins.datasets.part_maps import save_part_map  # noqa: E402
+from mim_plugins.apis import UserInputError, run_cli
+from mim_plugins.datasets.part_maps import save_part_map
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

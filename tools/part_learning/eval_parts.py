@@ -18,6 +18,7 @@ Every stage whose output exists is reused (rerun to resume); pass a new --work-d
 """
 import argparse
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -50,7 +51,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def run(args: List[str]) -> None:
     cmd = [sys.executable] + args
     print('[part-eval] $ ' + ' '.join(cmd[1:]), flush=True)
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+    # The stages import the same mim_plugins as this driver (this checkout, not an installed one).
+    path = os.environ.get('PYTHONPATH')
+    env = dict(os.environ, PYTHONPATH=ROOT + (os.pathsep + path if path else ''))
+    if subprocess.run(cmd, cwd=ROOT, env=env).returncode != 0:
         raise UserInputError(f"stage failed: {' '.join(args)}. Fix: see its error above, then "
                              'rerun this command (finished stages are reused).')
 
