@@ -9,6 +9,6 @@ from .utils.stack import check_stack
 
 check_stack()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers the modules)
+from . import datasets, engine, evaluation, models, parts  # noqa: E402,F401  (registers the modules)
 
 __version__ = '0.1.0'

@@ -101,6 +101,14 @@ MINIMAL = {
     'LoadImageFromShard': lambda: dict(type='LoadImageFromShard'),
     'LoadPartMapFromShard': lambda: dict(type='LoadPartMapFromShard', grid=14, num_parts=7),
     'ShardEpochHook': lambda: dict(type='ShardEpochHook'),
+    # SemMAE stage 1: the learned part learner
+    'PartTokenEmbed': lambda: dict(type='PartTokenEmbed', embed_dims=32, num_parts=7),
+    'PartAttention': lambda: dict(type='PartAttention'),
+    'AdaINDecoder': lambda: dict(type='AdaINDecoder', num_parts=7, style_dims=32),
+    'SemMAEPartLearner': lambda: dict(
+        type='SemMAEPartLearner',
+        backbone=dict(type='VisionTransformer', arch=_TINY_ARCH, img_size=16, patch_size=4,
+                      out_type='raw')),
     # SemanticMIM bottleneck and block masks
     'BlockMaskGenerator': lambda: dict(type='BlockMaskGenerator', mask_ratio=0.4, grid=14),
     'BottleneckMaskFeatViT': lambda: dict(type='BottleneckMaskFeatViT', arch=_TINY_ARCH,

@@ -1,14 +1,19 @@
 """The second demo: SemMAE end to end on the embedded MNIST-5k (stage 1 part learning from the
 main job's MAE, stage 2 pretraining, fine-tune and linear probe), next to plain MAE.
 
-    python tools/run_semmae_demo.py [--work-dir work_dirs/demo]
+    python tools/run_semmae_demo.py [--work-dir work_dirs/demo] [--parts kmeans|learned]
 
 1. MNIST-5k and the main job's MAE checkpoint (pretrained here first if the main job has not run);
-2. stage 1: part maps from that frozen MAE (tools/part_learning/learn_parts.py, 7 parts, 7x7);
+2. stage 1: part maps from that frozen MAE, 7 parts on the 7x7 grid: ``--parts kmeans`` (the
+   default) the k-means baseline (tools/part_learning/learn_parts.py); ``--parts learned`` the
+   learned part learner of the paper's Figure 1, trained with tools/train.py
+   (configs/semmae/semmae-parts_vit-tiny-p4_1xb64-adain-10e_mnist5k.py), its maps written by
+   tools/part_learning/write_learned_parts.py (docs/semmae_stage1.md);
 3. stage 2: SemMAE pretraining on the part-guided masks, with the MAE demo's budget
    (configs/semmae/semmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py);
 4. fine-tune and linear-probe it as the main job does, and print it next to plain MAE.
 """
+import argparse
 import json
 import os.path as osp
 import time
@@ -20,6 +25,35 @@ from demo_stages import (PRETRAIN, Stages, evaluate, last_checkpoint, parse_args
                          pretrain, print_table, run_tool)
 
 SEMMAE = 'configs/semmae/semmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
+LEARNER = 'configs/semmae/semmae-parts_vit-tiny-p4_1xb64-adain-10e_mnist5k.py'
+
+
+def parse_parts(argv: Optional[List[str]]):
+    """(--parts choice, the other arguments) ahead of the demos' shared flags."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--parts', choices=['kmeans', 'learned'], default='kmeans',
+                        help='stage 1: the k-means baseline or the learned part learner')
+    return parser.parse_known_args(argv)
+
+
+def stage1(parts: str, work: str, data_root: str, mae_ckpt: str) -> str:
+    """Write the 7x7 part maps of the train images with ``parts``; returns their folder."""
+    if parts == 'kmeans':
+        part_root = osp.join(data_root, 'part_maps', 'train')
+        run_tool(['tools/part_learning/learn_parts.py', '--config', PRETRAIN, '--checkpoint',
+                  mae_ckpt, '--data-root', data_root, '--data-prefix', 'train', '--part-root',
+                  part_root, '--num-parts', '7', '--grid', '7'])
+        return part_root
+    part_root = osp.join(data_root, 'part_maps', 'train_learned')
+    learner_dir = osp.join(work, 'part_learner')
+    run_tool(['tools/train.py', LEARNER, '--work-dir', learner_dir, '--cfg-options',
+              f'train_dataloader.dataset.data_root={data_root}',
+              f'model.backbone.init_cfg.checkpoint={mae_ckpt}'])
+    run_tool(['tools/part_learning/write_learned_parts.py', '--config',
+              osp.join(learner_dir, osp.basename(LEARNER)), '--checkpoint',
+              last_checkpoint(learner_dir), '--data-root', data_root, '--data-prefix', 'train',
+              '--part-root', part_root, '--grid', '7'])
+    return part_root
 
 
 def mae_results(work: str) -> Dict:
@@ -34,7 +68,8 @@ def mae_results(work: str) -> Dict:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
-    args = parse_args(__doc__.split('\n')[0], argv)
+    parts, rest = parse_parts(argv)
+    args = parse_args(__doc__.split('\n')[0], rest)
     work = osp.abspath(args.work_dir)
     data_root = osp.abspath(args.data_root) + '/'
     previous = mae_results(work)
@@ -54,11 +89,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                             args.pretrain_epochs)
         stages.end()
 
-    stages.begin('SemMAE stage 1: part maps from the frozen MAE')
-    part_root = osp.join(data_root, 'part_maps', 'train')
-    run_tool(['tools/part_learning/learn_parts.py', '--config', PRETRAIN, '--checkpoint', mae_ckpt,
-              '--data-root', data_root, '--data-prefix', 'train', '--part-root', part_root,
-              '--num-parts', '7', '--grid', '7'])
+    stages.begin(f'SemMAE stage 1: {parts.parts} part maps from the frozen MAE')
+    part_root = stage1(parts.parts, work, data_root, mae_ckpt)
     stages.end()
 
     stages.begin('SemMAE stage 2: pretraining on part-guided masks')

@@ -1,0 +1,137 @@
+"""SemMAE stage-1 inference with the learned part learner: one part map per image, written
+where and how stage 2 reads it (``mim_plugins.datasets.part_maps``), as the k-means baseline
+(``part_learner.learn_parts``) writes them: images sharded by rank (``i % world == rank`` of the
+sorted list), each map written under a temporary name then renamed (atomic), images whose map
+exists skipped (resume), unreadable images skipped and listed in
+``{part_root}/part_learning.json``.
+
+A part root belongs to one learner: rerunning with another config or checkpoint into the same
+folder is refused (its old maps would otherwise be kept as if they were the new learner's).
+"""
+import json
+import os
+import os.path as osp
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.runner.checkpoint import load_checkpoint
+from mmengine.utils import ProgressBar
+from mmpretrain.registry import MODELS
+
+from ..datasets.part_maps import part_map_path
+from ..utils.errors import MissingFileError, UserInputError
+from .features import _find_norm
+from .part_learner import (SUMMARY_NAME, ImageList, _dist_info, _loader, list_images,
+                           write_part_map)
+from .semmae_part_learner import SemMAEPartLearner
+
+
+def build_learner(config: str, checkpoint: str,
+                  device: str = 'cpu') -> Tuple[SemMAEPartLearner, Dict]:
+    """The trained learner of ``config`` with ``checkpoint``'s weights (its frozen ViT included,
+    so the ViT's own checkpoint is not needed), in eval mode. Returns (model, normalisation
+    dict(mean, std, to_rgb) of the config's data preprocessor)."""
+    for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise MissingFileError(f"Part learner {what} '{path}' does not exist. Fix: pass the "
+                                   'config trained with tools/train.py and its epoch_N.pth.')
+    cfg = Config.fromfile(config)
+    if cfg.model.get('type') != 'SemMAEPartLearner':
+        raise UserInputError(f"Config '{config}' trains {cfg.model.get('type')!r}, not a "
+                             'SemMAEPartLearner. Fix: pass configs/semmae/semmae-parts_*.py '
+                             '(for k-means parts use tools/part_learning/learn_parts.py).')
+    model_cfg = cfg.model.copy()
+    model_cfg.backbone = dict(model_cfg.backbone, init_cfg=None)  # the checkpoint holds the ViT
+    model = MODELS.build(model_cfg)
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
+    return model.to(device).eval(), _find_norm(cfg)
+
+
+def check_owner(part_root: str, config: str, checkpoint: str) -> None:
+    """Refuse a part root whose maps another learner wrote (see the module docstring)."""
+    summary = osp.join(part_root, SUMMARY_NAME)
+    if not osp.isfile(summary):
+        return
+    with open(summary) as f:
+        old = json.load(f)
+    mine = (osp.abspath(config), osp.abspath(checkpoint))
+    theirs = (osp.abspath(old.get('config', '')), osp.abspath(old.get('checkpoint', '')))
+    if old.get('method') != 'learned' or theirs != mine:
+        raise UserInputError(
+            f"Part root '{part_root}' holds maps of another part learner "
+            f"({old.get('method', 'k-means')}: {old.get('checkpoint')}). Fix: pass a new "
+            '--part-root, or delete that folder to replace its maps.')
+
+
+def write_maps(segment: Callable[[torch.Tensor], np.ndarray], dataset: ImageList,
+               maps: Sequence[str], batch_size: int, num_workers: int = 0,
+               device: str = 'cpu', progress: bool = True) -> Dict:
+    """This rank's shard of ``dataset``: ``segment(images (B, 3, H, W)) -> (B, g, g) uint8``
+    written atomically to ``maps[i]``, skipping maps that exist. Returns dict(written, skipped,
+    corrupt=[dict(path, error)])."""
+    rank, world = _dist_info()
+    # Shard BEFORE looking at which maps exist: another rank may already be writing its own.
+    mine = range(rank, len(maps), world)
+    shard = [i for i in mine if not osp.isfile(maps[i])]
+    written, corrupt = 0, []
+    bar = ProgressBar(len(shard)) if progress and rank == 0 and shard else None
+    for indices, images, bad in _loader(dataset, shard, batch_size, num_workers):
+        if images is not None:
+            for i, ids in zip(indices, segment(images.to(device))):
+                write_part_map(maps[i], ids)
+            written += len(indices)
+        corrupt += [dict(path=dataset.paths[i], error=err) for i, err in bad]
+        if bar is not None:
+            bar.update(len(indices) + len(bad))
+    if bar is not None:
+        print(flush=True)
+    return dict(written=written, skipped=len(mine) - len(shard), corrupt=corrupt)
+
+
+def learned_parts(config: str, checkpoint: str, data_root: str, data_prefix: str = '',
+                  ann_file: Optional[str] = None, part_root: Optional[str] = None,
+                  grid: Optional[int] = None, batch_size: int = 64, num_workers: int = 0,
+                  progress: bool = True) -> Dict:
+    """Write the learned learner's part map of every image of ``data_root/data_prefix`` under
+    ``part_root`` (default ``data_root/part_maps/data_prefix``); ``grid`` defaults to the ViT's
+    token grid. Returns the summary that rank 0 writes to ``{part_root}/part_learning.json``."""
+    start = time.time()
+    rank, world = _dist_info()
+    device = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'
+    img_prefix = osp.join(data_root, data_prefix) if data_prefix else data_root
+    part_root = part_root or osp.join(data_root, 'part_maps', data_prefix)
+    model, norm = build_learner(config, checkpoint, device)
+    check_owner(part_root, config, checkpoint)
+    paths = list_images(img_prefix, ann_file, exclude=part_root)
+    grid_hw = (grid, grid) if grid else model.grid
+    if grid_hw[0] != grid_hw[1]:
+        raise UserInputError(f'The ViT has a {grid_hw} token grid; part maps are square. Fix: '
+                             'pass --grid, the side of the masking patch grid.')
+    dataset = ImageList(paths, tuple(model.backbone.patch_embed.init_input_size), norm)
+
+    def segment(images: torch.Tensor) -> np.ndarray:
+        return model.segment(images, grid_hw).cpu().numpy().astype(np.uint8)
+
+    maps = [part_map_path(part_root, img_prefix, p) for p in paths]
+    mine = write_maps(segment, dataset, maps, batch_size, num_workers, device, progress)
+    per_rank: List[Optional[Dict]] = [None] * world
+    if world > 1:
+        torch.distributed.all_gather_object(per_rank, mine)
+    else:
+        per_rank = [mine]
+    summary = dict(
+        method='learned', config=config, checkpoint=checkpoint, img_prefix=img_prefix,
+        part_root=part_root, num_parts=model.num_parts, grid=list(grid_hw), images=len(paths),
+        written=sum(r['written'] for r in per_rank),
+        written_by_rank=[r['written'] for r in per_rank],
+        skipped_existing=sum(r['skipped'] for r in per_rank),
+        corrupt=[c for r in per_rank for c in r['corrupt']],
+        world_size=world, seconds=round(time.time() - start, 1))
+    if rank == 0:
+        os.makedirs(part_root, exist_ok=True)
+        with open(osp.join(part_root, SUMMARY_NAME), 'w') as f:
+            json.dump(summary, f, indent=1)
+    return summary
