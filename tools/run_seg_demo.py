@@ -63,7 +63,7 @@ def main_job_checkpoint(work: str) -> Optional[str]:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     args = parse_args(argv)
-    require_seg('The segmentation demo')  # before any stage runs, on the lite profile
+    require_seg('The segmentation demo')  # before any stage runs, where mmseg does not import
     work = osp.abspath(args.work_dir)
     mae_ckpt = args.checkpoint or main_job_checkpoint(work)
     stages = Stages((['data', 'pretrain'] if mae_ckpt is None else []) + ['seg data'] +

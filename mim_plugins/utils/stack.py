@@ -101,7 +101,8 @@ def seg_missing() -> Optional[str]:
             warnings.filterwarnings('ignore', 'Fail to import ``MultiScaleDeformableAttention``')
             importlib.import_module('mmseg.models')
     except ImportError as exc:
-        return f'an mmsegmentation that imports here (`import mmseg.models` fails: {_first_line(exc)})'
+        return ('an mmsegmentation that imports here (`import mmseg.models` fails: '
+                f'{_first_line(exc)})')
     except AssertionError as exc:  # mmseg asserts its mmcv range at import
         return f'an mmsegmentation that accepts the installed mmcv ({_first_line(exc)})'
     return None
