@@ -222,7 +222,8 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, tiny_dat
     assert explain(err.value) == str(err.value)
     # max_keep_ckpts=1: the stock hook deletes iter_2.pth before writing iter_3.pth
     assert sorted(os.listdir(work)) == sorted(['iter_2.pth', 'last_checkpoint'] + [
-        d for d in os.listdir(work) if osp.isdir(work / d) or d.endswith('.py')])
+        d for d in os.listdir(work) if osp.isdir(work / d) or d.endswith('.py')
+        or d == '.train.lock'])  # WorkDirLockedRunner's
     assert (work / 'last_checkpoint').read_text() == good
     checkpoint = torch.load(good, map_location='cpu', weights_only=False)
     assert checkpoint['meta']['iter'] == 2
