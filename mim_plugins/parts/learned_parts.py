@@ -9,10 +9,9 @@ A part root belongs to one learner: rerunning with another config or checkpoint 
 folder is refused (its old maps would otherwise be kept as if they were the new learner's).
 """
 import json
-import os
 import os.path as osp
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,8 +23,8 @@ from mmpretrain.registry import MODELS
 from ..datasets.part_maps import part_map_path
 from ..utils.errors import MissingFileError, UserInputError
 from .features import _find_norm
-from .part_learner import (SUMMARY_NAME, ImageList, _dist_info, _loader, list_images,
-                           write_part_map)
+from .part_learner import (SUMMARY_NAME, ImageList, _dist_info, _loader, finish_summary,
+                           list_images, write_part_map)
 from .semmae_part_learner import SemMAEPartLearner
 
 
@@ -117,21 +116,7 @@ def learned_parts(config: str, checkpoint: str, data_root: str, data_prefix: str
 
     maps = [part_map_path(part_root, img_prefix, p) for p in paths]
     mine = write_maps(segment, dataset, maps, batch_size, num_workers, device, progress)
-    per_rank: List[Optional[Dict]] = [None] * world
-    if world > 1:
-        torch.distributed.all_gather_object(per_rank, mine)
-    else:
-        per_rank = [mine]
-    summary = dict(
-        method='learned', config=config, checkpoint=checkpoint, img_prefix=img_prefix,
-        part_root=part_root, num_parts=model.num_parts, grid=list(grid_hw), images=len(paths),
-        written=sum(r['written'] for r in per_rank),
-        written_by_rank=[r['written'] for r in per_rank],
-        skipped_existing=sum(r['skipped'] for r in per_rank),
-        corrupt=[c for r in per_rank for c in r['corrupt']],
-        world_size=world, seconds=round(time.time() - start, 1))
-    if rank == 0:
-        os.makedirs(part_root, exist_ok=True)
-        with open(osp.join(part_root, SUMMARY_NAME), 'w') as f:
-            json.dump(summary, f, indent=1)
-    return summary
+    return finish_summary(mine, world, rank, part_root, start, method='learned',
+                          config=config, checkpoint=checkpoint, img_prefix=img_prefix,
+                          part_root=part_root, num_parts=model.num_parts, grid=list(grid_hw),
+                          images=len(paths))

@@ -293,15 +293,24 @@ def learn_parts(config: str, checkpoint: str, data_root: str, data_prefix: str =
         print(flush=True)
 
     mine = dict(written=written, skipped=skipped, corrupt=corrupt)
+    return finish_summary(mine, world, rank, part_root, start, config=config,
+                          checkpoint=checkpoint, img_prefix=img_prefix, part_root=part_root,
+                          centroids_file=centroids_file, num_parts=num_parts,
+                          grid=list(grid_hw), images=len(paths))
+
+
+def finish_summary(mine: dict, world: int, rank: int, part_root: str, start: float,
+                   **fields) -> dict:
+    """Gather every rank's ``mine`` (``written``, ``skipped``, ``corrupt``), add the totals to
+    ``fields`` (what ran: config, checkpoint, grid, ...) and write the result as the part
+    root's ``SUMMARY_NAME`` (rank 0); returns it. Shared by the k-means and learned writers."""
     per_rank = [None] * world
     if world > 1:
         dist.all_gather_object(per_rank, mine)
     else:
         per_rank = [mine]
     summary = dict(
-        config=config, checkpoint=checkpoint, img_prefix=img_prefix, part_root=part_root,
-        centroids_file=centroids_file, num_parts=num_parts, grid=list(grid_hw),
-        images=len(paths), written=sum(r['written'] for r in per_rank),
+        fields, written=sum(r['written'] for r in per_rank),
         written_by_rank=[r['written'] for r in per_rank],
         skipped_existing=sum(r['skipped'] for r in per_rank),
         corrupt=[c for r in per_rank for c in r['corrupt']],
@@ -311,3 +320,18 @@ def learn_parts(config: str, checkpoint: str, data_root: str, data_prefix: str =
         with open(osp.join(part_root, SUMMARY_NAME), 'w') as f:
             json.dump(summary, f, indent=1)
     return summary
+
+
+def print_summary(summary: dict, what: str = 'parts') -> None:
+    """The writers' closing lines: counts, the maps' grid and where they are, the first
+    corrupt images; ``what`` names the parts (e.g. ``'learned parts'``)."""
+    corrupt = summary['corrupt']
+    print(f"{summary['images']} images: {summary['written']} part maps written, "
+          f"{summary['skipped_existing']} already there, {len(corrupt)} corrupt skipped; "
+          f"{summary['grid'][0]}x{summary['grid'][1]} maps of {summary['num_parts']} {what} "
+          f"in {summary['part_root']} ({summary['seconds']} s)")
+    for item in corrupt[:20]:
+        print(f"  corrupt: {item['path']} ({item['error']})")
+    if corrupt:
+        print(f"  all corrupt images are listed in "
+              f"{osp.join(summary['part_root'], SUMMARY_NAME)}")

@@ -15,12 +15,12 @@ centroids. See configs/semmae/README.md, "Stage 1: part learning".
 import argparse
 import datetime
 import os
-import os.path as osp
 from typing import List, Optional
 
 import torch
 
 from mim_plugins.apis import UserInputError, run_cli
+from mim_plugins.parts.part_learner import print_summary
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -91,16 +91,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         num_workers=args.num_workers, seed=args.seed, centroids_file=args.centroids,
         progress=not args.no_progress)
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-        corrupt = summary['corrupt']
-        print(f"{summary['images']} images: {summary['written']} part maps written, "
-              f"{summary['skipped_existing']} already there, {len(corrupt)} corrupt skipped; "
-              f"{summary['grid'][0]}x{summary['grid'][1]} maps of {summary['num_parts']} parts "
-              f"in {summary['part_root']} ({summary['seconds']} s)")
-        for item in corrupt[:20]:
-            print(f"  corrupt: {item['path']} ({item['error']})")
-        if corrupt:
-            print(f"  all corrupt images are listed in "
-                  f"{osp.join(summary['part_root'], 'part_learning.json')}")
+        print_summary(summary, 'parts')
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

@@ -11,12 +11,12 @@ laid out as LoadPartMap reads them, with a summary (counts, corrupt images) in
 baseline is tools/part_learning/learn_parts.py. See docs/semmae_stage1.md.
 """
 import argparse
-import os.path as osp
 from typing import List, Optional
 
 import torch
 
 from mim_plugins.apis import UserInputError, run_cli
+from mim_plugins.parts.part_learner import print_summary
 
 from learn_parts import init_launcher
 
@@ -55,16 +55,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                             batch_size=args.batch_size, num_workers=args.num_workers,
                             progress=not args.no_progress)
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-        corrupt = summary['corrupt']
-        print(f"{summary['images']} images: {summary['written']} part maps written, "
-              f"{summary['skipped_existing']} already there, {len(corrupt)} corrupt skipped; "
-              f"{summary['grid'][0]}x{summary['grid'][1]} maps of {summary['num_parts']} "
-              f"learned parts in {summary['part_root']} ({summary['seconds']} s)")
-        for item in corrupt[:20]:
-            print(f"  corrupt: {item['path']} ({item['error']})")
-        if corrupt:
-            print(f"  all corrupt images are listed in "
-                  f"{osp.join(summary['part_root'], 'part_learning.json')}")
+        print_summary(summary, 'learned parts')
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
