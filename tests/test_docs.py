@@ -37,11 +37,13 @@ HelpOf = Callable[[HelpKey], str]
 
 # Runs each tool's ``--help`` in one process, so that the stack is imported once, not per tool.
 HELP_DRIVER = r'''
-import contextlib, io, json, runpy, sys
+import contextlib, io, json, os.path, runpy, sys
 out = {}
 for key in json.loads(sys.argv[1]):
     buf = io.StringIO()
     sys.argv = [key[0], *key[1:], '--help']
+    # as `python tools/x.py` does: the script's folder first, for its sibling modules
+    sys.path.insert(0, os.path.dirname(os.path.abspath(key[0])))
     try:
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             runpy.run_path(key[0], run_name='__main__')
@@ -49,6 +51,7 @@ for key in json.loads(sys.argv[1]):
         pass
     except Exception as exc:
         buf.write(f'HELP FAILED: {exc!r}')
+    sys.path.pop(0)
     out['\0'.join(key)] = buf.getvalue()
 print(json.dumps(out))
 '''

@@ -28,14 +28,14 @@ LAYERS = {
     'masking': set(),
     'models': {'masking', 'utils'},
     'datasets': {'utils'},
-    'engine': {'datasets', 'utils'},
-    'parts': {'datasets', 'utils'},
-    'visualization': {'datasets', 'masking', 'models', 'utils'},
-    'evaluation': {'utils', 'visualization'},
+    'engine': {'datasets', 'models', 'utils'},
+    'parts': {'datasets', 'engine', 'utils'},
+    'visualization': {'datasets', 'engine', 'masking', 'models', 'parts', 'utils'},
+    'evaluation': {'datasets', 'utils', 'visualization'},
     'fidelity': {'masking', 'models', 'utils'},
     'apis': {'engine', 'models', 'utils'},
     'benchmark': {'apis', 'datasets', 'utils'},
-    'webapp': {'masking', 'models', 'parts', 'utils', 'visualization'},
+    'webapp': {'datasets', 'masking', 'models', 'parts', 'utils', 'visualization'},
 }
 GRADIO_ONLY_IN = 'mim_plugins.webapp.app'
 TOOL_SCRIPT = re.compile(r'(^|\s)tools/[\w/.-]+\.py\b')

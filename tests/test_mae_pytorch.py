@@ -23,7 +23,7 @@ from mim_plugins.fidelity.mae_pytorch import classifier_config, pretrain_config
 from mim_plugins.masking import num_masked
 from mim_plugins.models import mae_pytorch
 from mim_plugins.models.mae_pytorch import count_mask
-from mim_plugins.models.mae_pytorch_vit import sinusoid_table_1d
+from mim_plugins.utils.pos_embed import sinusoid_table_1d
 from mim_plugins.utils import convert_mae_pytorch as convert
 from test_configs import drop_pretrained, shrink
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from test_attention import MAE_CFG, save_tiny_mae
-from mim_plugins.visualization.images import read_rgb
+from mim_plugins.datasets.read_image import read_rgb
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..masking import mask_to_indices
 from .bottleneck import gather_tokens
-from .mae_pytorch_vit import sinusoid_table_1d
+from ..utils.pos_embed import sinusoid_table_1d
 from .sample_masks import check_mask_fields, sample_masks
 
 

@@ -116,7 +116,7 @@ def learned_parts(config: str, checkpoint: str, data_root: str, data_prefix: str
 
     maps = [part_map_path(part_root, img_prefix, p) for p in paths]
     mine = write_maps(segment, dataset, maps, batch_size, num_workers, device, progress)
-    return finish_summary(mine, world, rank, part_root, start, method='learned',
+    return finish_summary(mine, world, rank, start, method='learned',
                           config=config, checkpoint=checkpoint, img_prefix=img_prefix,
                           part_root=part_root, num_parts=model.num_parts, grid=list(grid_hw),
                           images=len(paths))

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.part_maps import part_map_path, save_part_map
 from ..utils.errors import MissingFileError, UserInputError
-from ..visualization.images import read_rgb
+from ..datasets.read_image import read_rgb
 from .features import build_frozen_vit, image_size, patch_features
 from .kmeans import assign, kmeans_plus_plus, minibatch_update, order_by_count
 
@@ -293,17 +293,18 @@ def learn_parts(config: str, checkpoint: str, data_root: str, data_prefix: str =
         print(flush=True)
 
     mine = dict(written=written, skipped=skipped, corrupt=corrupt)
-    return finish_summary(mine, world, rank, part_root, start, config=config,
+    return finish_summary(mine, world, rank, start, config=config,
                           checkpoint=checkpoint, img_prefix=img_prefix, part_root=part_root,
                           centroids_file=centroids_file, num_parts=num_parts,
                           grid=list(grid_hw), images=len(paths))
 
 
-def finish_summary(mine: dict, world: int, rank: int, part_root: str, start: float,
-                   **fields) -> dict:
+def finish_summary(mine: dict, world: int, rank: int, start: float, **fields) -> dict:
     """Gather every rank's ``mine`` (``written``, ``skipped``, ``corrupt``), add the totals to
-    ``fields`` (what ran: config, checkpoint, grid, ...) and write the result as the part
-    root's ``SUMMARY_NAME`` (rank 0); returns it. Shared by the k-means and learned writers."""
+    ``fields`` (what ran: ``part_root``, config, checkpoint, grid, ...) and write the result as
+    ``part_root``'s ``SUMMARY_NAME`` (rank 0); returns it. Shared by the k-means and learned
+    writers; ``start`` is the run's ``time.time()`` at its start."""
+    part_root = fields['part_root']
     per_rank = [None] * world
     if world > 1:
         dist.all_gather_object(per_rank, mine)

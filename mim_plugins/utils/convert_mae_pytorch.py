@@ -39,7 +39,7 @@ from typing import Dict, List, Mapping, NamedTuple, Tuple
 import torch
 from torch import Tensor
 
-from ..models.mae_pytorch_vit import sinusoid_table_1d
+from .pos_embed import sinusoid_table_1d
 from .errors import UserInputError
 
 LAYOUTS = ('beit', 'vit')

@@ -185,7 +185,8 @@ def render_attention(config: str, checkpoint: str, image_paths: Sequence[str],
 
     Returns the number of rows. Images are centre-cropped and resized to the ViT's input size.
     """
-    from .images import check_size, read_rgb, square_resize
+    from ..datasets.read_image import read_rgb
+    from .images import check_size, square_resize
     from .loading import load_backbone, normalise
 
     backbone, preprocessor = load_backbone(config, checkpoint)

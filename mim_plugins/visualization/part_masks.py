@@ -13,7 +13,8 @@ from PIL import Image
 
 from ..masking import num_masked, semantic_part_mask
 from ..utils.errors import MissingFileError, UserInputError
-from .images import read_rgb, save_grid
+from ..datasets.read_image import read_rgb
+from .images import save_grid
 
 MASK_GRAY = (128, 128, 128)
 

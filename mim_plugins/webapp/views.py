@@ -17,7 +17,8 @@ from torch import nn
 
 from ..utils.errors import UserInputError
 from ..visualization.attention import attention_maps, attention_overlay, patch_grid, query_attention
-from ..visualization.images import check_size, display_size, read_rgb, square_resize, upscale
+from ..datasets.read_image import read_rgb
+from ..visualization.images import check_size, display_size, square_resize, upscale
 from ..visualization.loading import load_model, need_reconstruct, normalise
 from ..visualization.part_masks import masked_image, overlay_parts
 from ..visualization.reconstruction import compose

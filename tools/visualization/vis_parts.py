@@ -52,7 +52,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     from mim_plugins.datasets.part_maps import part_map_path
     from mim_plugins.visualization import colorize_parts, overlay_parts, save_grid
-    from mim_plugins.visualization.images import read_rgb
+    from mim_plugins.datasets.read_image import read_rgb
     from mim_plugins.visualization.part_masks import load_part_ids
 
     args = parse_args(argv)
