@@ -9,7 +9,7 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mim_plugins.datasets import prepare_mnist5k
 
@@ -20,18 +20,23 @@ PROBE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-linear-coslr-15e_mnist5k-500.p
 KNN = 'configs/mae/benchmarks/vit-tiny-p4_1xb250-knn-k20_mnist5k-500.py'
 PIXELS = 'configs/mae/benchmarks/pixels_1xb64-linear-coslr-15e_mnist5k-500.py'
 
-# Minutes each stage took on a 2-core CPU: the ETA scales them by the speed measured so far.
+# Minutes each stage took on a 2-core CPU (the photo stages: their share of the CPU time of the
+# run in docs/demo_photos.md): the ETA scales them by the speed measured so far.
 STAGE_MINUTES = {'data': 0.1, 'pretrain': 4.8, 'parts': 1.5, 'fine-tune': 0.9,
                  'linear probe': 0.5, 'k-NN': 0.2, 'figure': 0.1, 'seg data': 0.1,
-                 'UperNet': 1.8, 'photos': 0.3, 'photo pretrain': 4.5, 'photo fine-tune': 1.7,
-                 'photo linear probe': 0.8, 'photo k-NN': 0.3}
+                 'UperNet': 1.8, 'photos': 0.1, 'photo pretrain': 2.7, 'photo fine-tune': 1.4,
+                 'photo linear probe': 0.8, 'photo k-NN': 0.2}
 
 
 def parse_args(description: str, argv: Optional[List[str]] = None,
                work_dir: str = 'work_dirs/demo', data_root: str = 'data/mnist5k',
-               data: str = 'MNIST-5k') -> argparse.Namespace:
-    """The flags of the pretraining demos (the main job, the photo job and SemMAE)."""
+               data: str = 'MNIST-5k',
+               extra: Sequence[Tuple[str, dict]] = ()) -> argparse.Namespace:
+    """The flags of the pretraining demos (the main job, the photo job and SemMAE), and the
+    ``(flag, add_argument kwargs)`` of a demo's own ``extra`` flags."""
     parser = argparse.ArgumentParser(description=description)
+    for flag, kwargs in extra:
+        parser.add_argument(flag, **kwargs)
     parser.add_argument('--work-dir', default=work_dir, help='where everything is written')
     parser.add_argument('--data-root', default=data_root, help=f'where {data} is written')
     parser.add_argument('--pretrain-epochs', type=int, help='override the pretraining epochs')

