@@ -10,9 +10,9 @@ import pytest
 
 from conftest import PHOTO_COLOURS, jpeg_bytes, tiny_photo_rows, write_photo_parquet
 from mim_plugins.apis import UserInputError
+from mim_plugins.datasets import write_photo_dataset
 
 pytest.importorskip('pyarrow', reason='pip install -r requirements/photos.txt')
-from mim_plugins.datasets import write_photo_dataset  # noqa: E402
 
 
 def interleaved_rows():

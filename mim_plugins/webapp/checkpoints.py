@@ -12,7 +12,8 @@ DEMO_CONFIG = osp.join(ROOT, 'configs', 'mae', 'mae_vit-tiny-p4_1xb64-coslr-15e_
 DEMO_WORK_DIR = osp.join(ROOT, 'work_dirs', 'demo', 'mae_pretrain')
 DEMO_LABEL = 'main job: MAE, ViT-tiny p4, MNIST-5k (make demo)'
 # The photo job's pretraining (tools/run_photo_demo.py: into work_dirs/demo_photos/mae_pretrain).
-PHOTO_CONFIG = osp.join(ROOT, 'configs', 'mae', 'mae_vit-tiny-p16_1xb64-coslr-40e_groceries-64px.py')
+PHOTO_CONFIG = osp.join(ROOT, 'configs', 'mae',
+                        'mae_vit-tiny-p16_1xb64-coslr-40e_groceries-64px.py')
 PHOTO_WORK_DIR = osp.join(ROOT, 'work_dirs', 'demo_photos', 'mae_pretrain')
 PHOTO_LABEL = 'photo job: MAE, ViT-tiny p16, GroceryStore 64x64 (make demo-photos)'
 NO_DEMO = ("The main job's MAE checkpoint is not there yet ({path}). Fix: run `make demo` "
