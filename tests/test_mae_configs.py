@@ -34,6 +34,10 @@ PAIRS['mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'] = (
 # the same pretraining read from webdataset shards: the same encoder, the same downstream pair
 PAIRS['mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k-shards.py'] = PAIRS[
     'mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py']
+# the photo job (tools/run_photo_demo.py)
+PAIRS['mae_vit-tiny-p16_1xb64-coslr-40e_groceries-64px.py'] = (
+    'vit-tiny-p16_1xb64-coslr-10e_groceries-64px.py',
+    'vit-tiny-p16_1xb64-linear-coslr-10e_groceries-64px.py')
 PAPER = [name for name in PAIRS if 'in1k' in name]
 # (width, depth, patch) of each encoder, and the paper's fine-tune recipe
 ARCHS = {'base': (768, 12, 16), 'large': (1024, 24, 16), 'huge': (1280, 32, 14)}
@@ -148,10 +152,13 @@ def encoder_keys(model_cfg: dict) -> dict:
 @pytest.mark.parametrize('name', list(PAIRS))
 def test_pretrained_encoder_fills_the_downstream_backbones(name):
     """Every parameter of the stock fine-tune / probe backbone comes from the pretraining
-    checkpoint, same shape, except the global-pool LayerNorm fine-tuning adds (ln2)."""
+    checkpoint, same shape, except the LayerNorm a global-pool ('avg_featmap') backbone adds
+    (ln2): every fine-tune config pools; the photo job's linear probe pools too."""
     pretrained = encoder_keys(Config.fromfile(MAE + name).model)
-    for downstream, new in zip(PAIRS[name], ({'ln2.weight', 'ln2.bias'}, set())):
-        wanted = encoder_keys(Config.fromfile(BENCH + downstream).model)
+    for downstream in PAIRS[name]:
+        model = Config.fromfile(BENCH + downstream).model
+        new = {'ln2.weight', 'ln2.bias'} if model.backbone.out_type == 'avg_featmap' else set()
+        wanted = encoder_keys(model)
         assert set(wanted) - set(pretrained) == new, downstream
         assert all(pretrained[k] == shape for k, shape in wanted.items() if k not in new)
 

@@ -1,6 +1,7 @@
-"""What the three demos (run_demo.py, run_semmae_demo.py, run_seg_demo.py) share: the stage log,
-running ``tools/*.py`` in a subprocess exactly as a user would, the MNIST-5k data, the main job's
-MAE pretraining and the fine-tune / linear-probe stages.
+"""What the demos (run_demo.py, run_photo_demo.py, run_semmae_demo.py, run_seg_demo.py) share: the
+stage log, running ``tools/*.py`` in a subprocess exactly as a user would, the MNIST-5k data, the
+main job's MAE pretraining, the fine-tune / linear-probe stages and the raw-pixel / k-NN
+baselines.
 """
 import argparse
 import json
@@ -8,7 +9,7 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mim_plugins.datasets import prepare_mnist5k
 
@@ -16,18 +17,28 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRETRAIN = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 FINETUNE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py'
 PROBE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-linear-coslr-15e_mnist5k-500.py'
+KNN = 'configs/mae/benchmarks/vit-tiny-p4_1xb250-knn-k20_mnist5k-500.py'
+PIXELS = 'configs/mae/benchmarks/pixels_1xb64-linear-coslr-15e_mnist5k-500.py'
 
-# Minutes each stage took on a 2-core CPU: the ETA scales them by the speed measured so far.
+# Minutes each stage took on a 2-core CPU (the photo stages: their share of the CPU time of the
+# run in docs/demo_photos.md): the ETA scales them by the speed measured so far.
 STAGE_MINUTES = {'data': 0.1, 'pretrain': 4.8, 'parts': 1.5, 'fine-tune': 0.9,
                  'linear probe': 0.5, 'k-NN': 0.2, 'figure': 0.1, 'seg data': 0.1,
-                 'UperNet': 1.8}
+                 'UperNet': 1.8, 'photos': 0.1, 'photo pretrain': 2.7, 'photo fine-tune': 1.4,
+                 'photo linear probe': 0.8, 'photo k-NN': 0.2}
 
 
-def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """The flags of the MNIST-5k demos (the main job and SemMAE)."""
+def parse_args(description: str, argv: Optional[List[str]] = None,
+               work_dir: str = 'work_dirs/demo', data_root: str = 'data/mnist5k',
+               data: str = 'MNIST-5k',
+               extra: Sequence[Tuple[str, dict]] = ()) -> argparse.Namespace:
+    """The flags of the pretraining demos (the main job, the photo job and SemMAE), and the
+    ``(flag, add_argument kwargs)`` of a demo's own ``extra`` flags."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('--work-dir', default='work_dirs/demo', help='where everything is written')
-    parser.add_argument('--data-root', default='data/mnist5k', help='where MNIST-5k is written')
+    for flag, kwargs in extra:
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument('--work-dir', default=work_dir, help='where everything is written')
+    parser.add_argument('--data-root', default=data_root, help=f'where {data} is written')
     parser.add_argument('--pretrain-epochs', type=int, help='override the pretraining epochs')
     parser.add_argument('--eval-epochs', type=int, help='override fine-tune and probe epochs')
     return parser.parse_args(argv)
@@ -102,12 +113,13 @@ def data_options(data_root: str, epochs: Optional[int] = None) -> List[str]:
 
 
 def evaluate(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_root: str,
-             epochs: Optional[int]) -> Dict[Tuple[str, str], float]:
-    """Fine-tune and linear-probe from each ``{name: checkpoint or None (random)}``; returns
-    ``{(protocol, name): top-1}``."""
+             epochs: Optional[int], finetune: str = FINETUNE,
+             probe: str = PROBE) -> Dict[Tuple[str, str], float]:
+    """Fine-tune (config ``finetune``) and linear-probe (``probe``) from each ``{name: checkpoint
+    or None (random)}``; returns ``{(protocol, name): top-1}``."""
     results = {}
     data_opts = data_options(data_root, epochs)
-    for proto, config in (('fine-tune', FINETUNE), ('linear probe', PROBE)):
+    for proto, config in (('fine-tune', finetune), ('linear probe', probe)):
         for init, ckpt in inits.items():
             stages.begin(f'{proto} from {init}')
             init_opt = (f'model.backbone.init_cfg.checkpoint={ckpt}' if ckpt
@@ -117,6 +129,38 @@ def evaluate(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_ro
                                                     data_opts + [init_opt], 'accuracy/top1')
             print(f'[demo] {proto} from {init}: top-1 {results[(proto, init)]:.2f}%', flush=True)
             stages.end()
+    return results
+
+
+def knn_probe(config: str, checkpoint: Optional[str], out: str, data_root: str) -> float:
+    """tools/knn_probe.py (no checkpoint: the config's random init / raw pixels); top-1 %."""
+    run_tool(['tools/knn_probe.py', config] + ([checkpoint] if checkpoint else []) +
+             ['--out', out, '--cfg-options'] +
+             [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val')])
+    with open(out) as f:
+        return float(json.load(f)['accuracy/top1'])
+
+
+def baselines(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_root: str,
+              epochs: Optional[int], knn: str = KNN,
+              pixels: str = PIXELS) -> Dict[Tuple[str, str], float]:
+    """The raw-pixel linear probe (config ``pixels``), and the k-NN probe (config ``knn``) of
+    each ``{name: checkpoint or None}`` and of raw pixels; returns ``{(protocol, name): top-1}``."""
+    stages.begin('linear probe of raw pixels')
+    results = {('linear probe', 'raw pixels'): train_and_test(
+        pixels, osp.join(work, 'linear_probe_raw_pixels'), data_options(data_root, epochs),
+        'accuracy/top1')}
+    print(f"[demo] linear probe of raw pixels: top-1 "
+          f"{results[('linear probe', 'raw pixels')]:.2f}%", flush=True)
+    stages.end()
+    runs = {name: (knn, ckpt) for name, ckpt in inits.items()}
+    runs['raw pixels'] = (pixels, None)  # the RawPixels backbone: nothing to load
+    for init, (config, ckpt) in runs.items():
+        stages.begin(f'k-NN probe of {init}')
+        out = osp.join(work, f"knn_{init.replace(' ', '_')}.json")
+        results[('k-NN', init)] = knn_probe(config, ckpt, out, data_root)
+        print(f'[demo] k-NN of {init}: top-1 {results[("k-NN", init)]:.2f}%', flush=True)
+        stages.end()
     return results
 
 

@@ -14,52 +14,18 @@ probe and k-NN accuracies of MAE vs. random init vs. raw pixels, and a reconstru
 
 Every stage runs the real tools in a subprocess, exactly as a user would.
 """
-import json
 import os
 import os.path as osp
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from mim_plugins.apis import run_cli
 from mim_plugins.visualization import render_mae_reconstructions
 
-from demo_stages import (PRETRAIN, ROOT, Stages, data_options, evaluate, parse_args,
-                         prepare_data, pretrain, print_table, run_tool, train_and_test)
+from demo_stages import (PRETRAIN, ROOT, Stages, baselines, evaluate, parse_args, prepare_data,
+                         pretrain, print_table)
 
-KNN = 'configs/mae/benchmarks/vit-tiny-p4_1xb250-knn-k20_mnist5k-500.py'
-PIXELS = 'configs/mae/benchmarks/pixels_1xb64-linear-coslr-15e_mnist5k-500.py'
 PROTOCOLS = ['fine-tune', 'linear probe', 'k-NN']
-
-
-def knn_probe(config: str, checkpoint: Optional[str], out: str, data_root: str) -> float:
-    """tools/knn_probe.py (no checkpoint: the config's random init / raw pixels); top-1 %."""
-    run_tool(['tools/knn_probe.py', config] + ([checkpoint] if checkpoint else []) +
-             ['--out', out, '--cfg-options'] +
-             [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val')])
-    with open(out) as f:
-        return float(json.load(f)['accuracy/top1'])
-
-
-def baselines(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_root: str,
-              epochs: Optional[int]) -> Dict[Tuple[str, str], float]:
-    """The raw-pixel linear probe, and the k-NN probe of each ``{name: checkpoint or None}``
-    and of raw pixels; returns ``{(protocol, name): top-1}``."""
-    stages.begin('linear probe of raw pixels')
-    results = {('linear probe', 'raw pixels'): train_and_test(
-        PIXELS, osp.join(work, 'linear_probe_raw_pixels'), data_options(data_root, epochs),
-        'accuracy/top1')}
-    print(f"[demo] linear probe of raw pixels: top-1 "
-          f"{results[('linear probe', 'raw pixels')]:.2f}%", flush=True)
-    stages.end()
-    runs = {name: (KNN, ckpt) for name, ckpt in inits.items()}
-    runs['raw pixels'] = (PIXELS, None)  # the RawPixels backbone: nothing to load
-    for init, (config, ckpt) in runs.items():
-        stages.begin(f'k-NN probe of {init}')
-        out = osp.join(work, f"knn_{init.replace(' ', '_')}.json")
-        results[('k-NN', init)] = knn_probe(config, ckpt, out, data_root)
-        print(f'[demo] k-NN of {init}: top-1 {results[("k-NN", init)]:.2f}%', flush=True)
-        stages.end()
-    return results
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:

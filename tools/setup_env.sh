@@ -129,8 +129,9 @@ fi
 
 SEG_REQ=requirements/seg.txt
 if [ "$PROFILE" = compiled ]; then SEG_REQ=requirements/seg-compiled.txt; fi
-say "OpenMMLab packages (requirements/runtime.txt, $SEG_REQ, tests.txt)"
-"${PIP[@]}" install -q -r requirements/runtime.txt -r "$SEG_REQ" -r requirements/tests.txt
+say "OpenMMLab packages (requirements/runtime.txt, $SEG_REQ, tests.txt, photos.txt)"
+"${PIP[@]}" install -q -r requirements/runtime.txt -r "$SEG_REQ" -r requirements/tests.txt \
+  -r requirements/photos.txt
 "${PIP[@]}" install -q --no-deps openmim==0.3.9  # see requirements/runtime.txt
 say "mim_plugins (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .

@@ -31,10 +31,22 @@ PANELS = ('input', 'masked input', 'reconstruction', 'reconstruction + visible',
 EXAMPLES_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'examples')
 
 
-def examples() -> Dict[str, str]:
-    """``{name: path}`` of the shipped example images, sorted by name."""
+# The photo job's test photos (tools/run_photo_demo.py writes them; none are shipped).
+PHOTO_TEST_DIR = osp.join(ROOT, 'data', 'groceries', 'test')
+
+
+def examples(photo_dir: str = PHOTO_TEST_DIR) -> Dict[str, str]:
+    """``{name: path}`` of the shipped example images, sorted by name, then, once the photo job
+    has written them into ``photo_dir``, the first test photo of every third class
+    (``groceries_{class}``)."""
     names = sorted(n for n in os.listdir(EXAMPLES_DIR) if n.endswith('.png'))
-    return {osp.splitext(n)[0]: osp.join(EXAMPLES_DIR, n) for n in names}
+    found = {osp.splitext(n)[0]: osp.join(EXAMPLES_DIR, n) for n in names}
+    classes = sorted(os.listdir(photo_dir)) if osp.isdir(photo_dir) else []
+    for name in classes[::3]:
+        photos = sorted(os.listdir(osp.join(photo_dir, name)))
+        if photos:
+            found[f'groceries_{name}'] = osp.join(photo_dir, name, photos[0])
+    return found
 
 
 @dataclass
