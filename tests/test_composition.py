@@ -212,7 +212,8 @@ def test_the_branch_reads_only_the_main_stream():
 
 
 def test_the_train_driver_refuses_a_stock_mae_with_a_mask_generator(tiny_data, tmp_path):
-    """tools/train.py's runner checks every model, mmpretrain's stock ones included."""
+    """tools/train.py's runner checks every model, mmpretrain's stock ones included, before its
+    first step (the config's MaskCheckHook; tests/test_entry_points.py: mim train's too)."""
     import os.path as osp
 
     from conftest import ROOT
@@ -228,7 +229,9 @@ def test_the_train_driver_refuses_a_stock_mae_with_a_mask_generator(tiny_data, t
     pre = cfg.model.pop('data_preprocessor', None) or cfg.data_preprocessor
     cfg.data_preprocessor = dict(type='MaskingDataPreprocessor', preprocessor=pre,
                                  mask_generator=dict(type='RandomMaskGenerator', grid=7))
+    runner = build_runner(args, cfg)
     with pytest.raises(ValueError, match=r'writes data_sample\.mask, but MAE'):
-        build_runner(args, cfg)
+        runner.train()
+    assert runner.iter == 0
     cfg.model.type, cfg.model.backbone.type = 'SemMAE', 'SemMAEViT'  # the fix it names
     assert build_runner(args, cfg).model.data_preprocessor.written_fields() == ('mask', )
