@@ -1,4 +1,4 @@
 """One file per idea; importing this package registers the models into mmpretrain."""
-from . import (bottleneck, bottleneck_mae, heads, mask_generators, masked_beit,  # noqa: F401
-               masked_mae, masked_maskfeat, semmae, supmae)
+from . import (bottleneck, bottleneck_beit, bottleneck_mae, bottleneck_maskfeat,  # noqa: F401
+               heads, mask_generators, masked_beit, masked_mae, masked_maskfeat, semmae, supmae)
 from . import backbones  # noqa: F401  (downstream backbones)
