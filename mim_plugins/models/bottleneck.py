@@ -23,12 +23,15 @@ the loss is on those. The families are ``BottleneckMaskFeatViT`` (``bottleneck_m
 ``BottleneckBEiTViT`` (``bottleneck_beit.py``) and ``BottleneckMAEViT`` (``bottleneck_mae.py``).
 
 The main layers keep mmpretrain's parameter names, so a checkpoint loads into the stock
-``VisionTransformer`` / ``BEiTViT`` with only ``bottleneck_layers.*``, ``mask_token``
-and ``extra_cls_tokens`` left out.
-``num_cls_tokens = N > 1`` adds ``extra_cls_tokens`` ``(1, N-1, C)``, right after the cls token,
-without position embedding of their own (the official code gives each cls token a position
-row; a learned constant added to a learned constant is one learned constant, and
-``tools/model_converters`` folds those rows into ``extra_cls_tokens``). A relative position bias
+``VisionTransformer`` / ``BEiTViT`` with only ``bottleneck_layers.*``, ``mask_token``,
+``extra_cls_tokens`` and ``extra_cls_pos_embed`` left out (``MultiClsTokenViT`` keeps the last two).
+``num_cls_tokens = N > 1`` adds ``extra_cls_tokens`` ``(1, N-1, C)`` right after the cls token
+and, where the backbone learns an absolute position embedding, ``extra_cls_pos_embed`` ``(1, N-1,
+C)``, a position row per extra token, as the official code has them (its ``cls_token (1, N, C)``
+and the first ``N`` rows of its ``pos_embed``, split so the stock names keep the stock shapes).
+The sum is one constant in the forward pass, but not in training: AdamW moves the token and its
+row as two parameters (each by about the learning rate), weight decay acts on each, and gradient
+clipping counts both, exactly as for the official parameters. A relative position bias
 treats every cls token as the cls token.
 """
 import copy
@@ -83,6 +86,12 @@ class BottleneckMixin(MaskedEncoder):
         if num_cls_tokens > 1:
             self.extra_cls_tokens = nn.Parameter(torch.zeros(1, num_cls_tokens - 1,
                                                              self.embed_dims))
+            # a learned position row per extra token where positions are learned (not MAE's
+            # fixed sin-cos)
+            self.with_cls_pos = self.pos_embed is not None and self.pos_embed.requires_grad
+            if self.with_cls_pos:
+                self.extra_cls_pos_embed = nn.Parameter(
+                    torch.zeros(1, num_cls_tokens - 1, self.embed_dims))
         self.bottleneck_layers = None
         if self.with_stack:
             self.bottleneck_layers = copy.deepcopy(self.layers)
@@ -96,6 +105,8 @@ class BottleneckMixin(MaskedEncoder):
             return
         if self.num_cls_tokens > 1:
             trunc_normal_(self.extra_cls_tokens, std=0.02)
+            if self.with_cls_pos:
+                trunc_normal_(self.extra_cls_pos_embed, std=0.02)
 
     def run_layer(self, layer: nn.Module, x: Tensor, bias: Optional[Tensor]) -> Tensor:
         """One stock layer on ``x`` ``(B, N, C)``; ``bias`` ``(B, heads, N, N)`` or None (a
@@ -119,7 +130,10 @@ class BottleneckMixin(MaskedEncoder):
             cls, patches = cls + pos[:, :1], patches + pos[:, 1:]
             masks = None if masks is None else masks + pos[:, 1:]
         if self.num_cls_tokens > 1:
-            cls = torch.cat([cls, self.extra_cls_tokens.expand(batch, -1, -1)], 1)
+            extra = self.extra_cls_tokens
+            if self.with_cls_pos:
+                extra = extra + self.extra_cls_pos_embed
+            cls = torch.cat([cls, extra.expand(batch, -1, -1)], 1)
         return cls, patches, masks
 
     def forward_streams(self, x: Tensor, mask: Optional[Tensor],
