@@ -12,14 +12,55 @@ neck and head need (the neck reads the backbone's shared relative position bias)
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from mmpretrain.models.selfsup.beit import BEiT
+from mmpretrain.models.selfsup.beit import BEiT, BEiTPretrainViT
+from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from .masked_encoding import MaskedEncoder, MaskedEncoding, masked_encoder, need_mask
+from ..masking import mask_to_indices
+from .fused_attention import beit_layer
+from .masked_encoding import (MaskedEncoder, MaskedEncoding, gather_tokens, masked_encoder,
+                              need_mask)
 from .sample_masks import MaskConsumer, check_mask_fields, sample_masks
 from .supervised_branch import SupervisedBranchMixin
+
+
+@MODELS.register_module()
+class MaskedBEiTViT(MaskedEncoder, BEiTPretrainViT):
+    """``BEiTPretrainViT`` answering the masked-encoder contract with fused attention
+    (:func:`~mim_plugins.models.fused_attention.beit_layer`): the same parameters (a checkpoint
+    loads both ways) and the same outputs, float rounding aside. ``forward`` is the stock one
+    (a BEiT v2 neck reads its layout).
+    """
+
+    separate_masks = False
+
+    def encode(self, x: Tensor, mask: Tensor,
+               input_mask: Optional[Tensor] = None) -> MaskedEncoding:
+        """BEiT's masked sequence ``[cls, a mask token at each predicted patch, the other
+        patches]`` through the layers; ``predicted`` = the rows of the predicted patches."""
+        if input_mask is not None:
+            raise ValueError('MaskedBEiTViT hides exactly the predicted patches; separate masks '
+                             "need backbone=dict(type='BottleneckBEiTViT').")
+        mask = mask.flatten(1)
+        patches, hw = self.patch_embed(x)
+        batch, length, _ = patches.shape
+        patches = torch.where(mask.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
+        seq = torch.cat([self.cls_token.expand(batch, -1, -1), patches], 1)
+        if self.pos_embed is not None:
+            seq = seq + resize_pos_embed(self.pos_embed, self.patch_resolution, hw,
+                                         mode=self.interpolate_mode,
+                                         num_extra_tokens=self.num_extra_tokens)
+        seq = self.drop_after_pos(seq)
+        bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
+        for layer in self.layers:
+            seq = beit_layer(layer, seq, bias)
+        if self.final_norm:
+            seq = self.norm1(seq)
+        _, ids = mask_to_indices(mask)
+        return MaskedEncoding(seq, mask, 1, predicted=gather_tokens(seq[:, 1:], ids),
+                              predicted_ids=ids, main_mask=mask)
 
 
 @MODELS.register_module()
@@ -28,8 +69,8 @@ class MaskedBEiT(MaskConsumer, SupervisedBranchMixin, BEiT):
 
     Args:
         cls_head, cls_loss_ratio: the optional supervised branch.
-        **kwargs: ``BEiT``'s (``backbone``: ``BEiTPretrainViT`` (through the stock adapter) or
-            ``BottleneckBEiTViT``).
+        **kwargs: ``BEiT``'s (``backbone``: ``MaskedBEiTViT`` (fused attention),
+            ``BEiTPretrainViT`` (the stock one, through the adapter) or ``BottleneckBEiTViT``).
     """
 
     def __init__(self, *args, **kwargs) -> None:
