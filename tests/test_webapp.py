@@ -351,8 +351,19 @@ def one_token(weight: torch.Tensor, bias: torch.Tensor, token: int) -> None:
 
 
 def record_masks(backbone: torch.nn.Module) -> dict:
-    """The ``mask`` and ``input_mask`` arguments of each ``backbone(x, mask, input_mask)``."""
+    """The ``mask`` and ``input_mask`` each encoding of ``backbone`` receives: its
+    ``encode(x, mask, input_mask)`` (ours) or ``backbone(x, mask)`` (a stock one, through the
+    adapter)."""
+    from mim_plugins.models.masked_encoding import MaskedEncoder
     seen = {}
+    if isinstance(backbone, MaskedEncoder):
+        encode = backbone.encode
+
+        def spy(x, mask, input_mask=None):
+            seen['mask'], seen['input_mask'] = mask.flatten(), input_mask
+            return encode(x, mask, input_mask)
+        backbone.encode = spy
+        return seen
 
     def hook(module, args):
         seen['mask'] = args[1].flatten()
@@ -440,7 +451,8 @@ def test_bottleneck_mae_renders_pixels_of_the_predicted_patches():
     out = render(model, inputs, HIDDEN, PREDICTED)
     # the encoder hides the hidden set; the decoder gets the 2 cls latents and the predicted set
     assert torch.equal(seen['mask'], PREDICTED) and torch.equal(seen['input_mask'][0], HIDDEN)
-    assert seen['cls'].shape == (1, 2, 32) and torch.equal(seen['pred'][0], PREDICTED)
+    assert seen['cls'].shape == (1, 2, 32)
+    assert torch.equal(seen['pred'][0], PREDICTED.nonzero().flatten())  # predicted patch ids
     assert out.prediction.shape == (32, 32, 3) and np.array_equal(out.reference, image)
     assert 'predicted patches only' in out.what
     gray = cells(~PREDICTED, (4, 4), 32)
