@@ -279,7 +279,7 @@ def test_find_checkpoints(tmp_path, mae_ckpt):
     found = find_checkpoints(str(tmp_path))
     mine = {k: v for k, v in found.items() if str(tmp_path) in v[1]}
     # stock MAE / MaskFeat are drawn as ours; the classifier has no reconstruct: not offered
-    assert list(mine) == ['mae_run (MAE)', 'maskfeat_run (MaskFeat)']
+    assert list(mine) == ['mae_run (MAE)', 'maskfeat_run (MaskedMaskFeat)']
     assert mine['mae_run (MAE)'][1] == str(tmp_path / 'mae_run' / 'epoch_1.pth')
 
 
