@@ -1,4 +1,4 @@
-"""Training parity of the SemanticMIM MaskFeat bottleneck: a few AdamW steps against the official code.
+"""Training parity of SemanticMIM's MaskFeat bottleneck: AdamW steps against the official code.
 
 The fixture (``method = 'semanticmim_maskfeat_train'``) holds the official ``MaskFeatViTOurs``
 weights and inputs, the official recipe's optimizer, gradient clipping and weight-decay rule

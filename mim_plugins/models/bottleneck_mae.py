@@ -29,8 +29,9 @@ class BottleneckMAEViT(BottleneckMixin, MAEViT):
     ``encode(x, mask, input_mask=None)`` with a bool ``(B, L)`` mask (True = hidden; with
     separate masks ``input_mask`` is the hidden one): ``main`` ``(B, N + V, C)`` (``N`` cls
     tokens, then the visible patches in ascending order), no predicted rows (the decoder
-    predicts). ``mask=None`` draws MAE's random mask at ``mask_ratio``. ``forward(x, mask)`` returns MAE's
-    triple for stock callers (``mask=True`` a random mask), ``forward(x, None)`` the plain ViT.
+    predicts). ``mask=None`` draws MAE's random mask at ``mask_ratio``. ``forward(x, mask)``
+    returns MAE's triple for stock callers (``mask=True`` a random mask), ``forward(x, None)``
+    the plain ViT.
     """
 
     with_stack = False  # the decoder is the bottleneck
