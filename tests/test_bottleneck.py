@@ -173,14 +173,14 @@ def test_cls_tokens_and_separate_masks_shapes(kind):
     hidden = random_mask(2, 16, 0.5)  # 8 hidden, 8 visible, drawn independently
     main, pred = model.forward_streams(x, predicted, hidden)
     assert main.shape == (2, 3 + 8, 32) and pred.shape == (2, 12, 32)
-    out = model(x, predicted.view(2, GRID, GRID), hidden)
-    out = out[0] if isinstance(out, tuple) else out
-    assert out.shape == (2, 1 + 16, 32)
-    torch.testing.assert_close(out[:, 1:][predicted], pred.reshape(-1, 32))
-    only_visible = ~hidden & ~predicted
-    torch.testing.assert_close(out[:, 1:][only_visible],
-                               main[:, 3:][only_visible[~hidden].view(2, 8)].reshape(-1, 32))
-    assert torch.all(out[:, 1:][hidden & ~predicted] == 0)
+    encoding = model.encode(x, predicted.view(2, GRID, GRID), hidden)
+    assert encoding.num_cls == 3 and isinstance(encoding.num_cls, int)  # static: no sync
+    assert torch.equal(encoding.main, main) and torch.equal(encoding.predicted, pred)
+    assert torch.equal(encoding.predicted_ids, mask_to_indices(predicted)[1])
+    assert encoding.hidden.dtype == torch.bool and torch.equal(encoding.hidden, hidden)
+    assert encoding.main_mask is None  # every patch row of main is a visible patch
+    with pytest.raises(ValueError, match='encode'):  # no stock layout of padded rows
+        model(x, predicted)
 
 
 def test_per_layer_relative_bias_is_refused():
@@ -264,18 +264,17 @@ def test_separate_masks_reach_the_backbone():
     x = torch.randn(2, 3, IMG, IMG)
     mask = random_mask(2, 16, 0.75)
     seen = []
-    run = model.backbone.forward_with_main
-    model.backbone.forward_with_main = lambda *a: seen.append(run(*a)[0].clone()) or run(*a)
+    run = model.backbone.encode
+    model.backbone.encode = lambda *a: seen.append(run(*a).predicted.clone()) or run(*a)
     hidden = random_mask(2, 16, 0.25)
     model.target_generator = FixedTarget(torch.randn(2, 16, 108))
     with torch.no_grad():
         model.loss(x, samples(mask, hidden))
         model.loss(x, samples(mask))
         # the backbone, called with the masks as arguments, gives what the loss computed
-        expected = [model.backbone(x, mask, hidden), model.backbone(x, mask)]
-    assert len(seen) == 4  # two losses, two direct calls
+        expected = [run(x, mask, hidden).predicted, run(x, mask).predicted]
+    assert len(seen) == 2  # two losses
     assert torch.equal(seen[0], expected[0]) and torch.equal(seen[1], expected[1])
-    assert torch.equal(seen[0], seen[2]) and torch.equal(seen[1], seen[3])
     assert not torch.equal(seen[0], seen[1])  # the input_mask changed what the encoder saw
 
 
@@ -287,7 +286,7 @@ def test_mae_decoder_mask_tokens_attend_only_to_cls_and_mask_tokens():
     cls = torch.randn(2, 3, 32)
     mask = random_mask(2, 16, 0.75)
     with torch.no_grad():
-        out = decoder(cls, mask)
+        out = decoder(cls, mask_to_indices(mask)[1])
         # independent computation: the stock blocks on [cls tokens, predicted mask tokens]
         _, ids = mask_to_indices(mask)
         pos = decoder.decoder_pos_embed
@@ -296,9 +295,8 @@ def test_mae_decoder_mask_tokens_attend_only_to_cls_and_mask_tokens():
         for block in decoder.decoder_blocks:
             tokens = block(tokens)
         expected = decoder.decoder_pred(decoder.decoder_norm(tokens))[:, 3:]
-    assert out.shape == (2, 16, PATCH * PATCH * 3)
-    torch.testing.assert_close(out[mask], expected.reshape(-1, expected.shape[-1]))
-    assert torch.all(out[~mask] == 0)
+    assert out.shape == (2, 12, PATCH * PATCH * 3)  # the predicted patches only
+    torch.testing.assert_close(out, expected)
 
 
 def test_bottleneck_mae_loss_depends_on_the_image_only_through_cls():

@@ -117,26 +117,41 @@ def batch(algorithm: str) -> Dict:
     return default_collate(items)
 
 
+def full_targets(model: nn.Module, algorithm: str, inputs) -> torch.Tensor:
+    """The algorithm's target at every patch, computed here: ``(B, L, D)`` pixels or HOG, or
+    ``(B, L)`` tokenizer ids (BEiT)."""
+    with torch.no_grad():
+        if 'BEiT' in algorithm:
+            return model.target_generator(inputs[1]).argmax(1).flatten(1)
+        if 'MaskFeat' in algorithm:
+            return model.target_generator(inputs)
+        return model.head.construct_target(inputs)
+
+
 def masked_loss(model: nn.Module, algorithm: str, seed: int
                 ) -> Tuple[Dict[str, torch.Tensor], List[DataSample], torch.Tensor]:
-    """Preprocess a batch with the mask draw of ``seed``; the losses, the samples and the mask
-    the head's loss received."""
+    """Preprocess a batch with the mask draw of ``seed``; the losses, the samples, and the
+    target rows the head's loss received minus the targets at the written mask (zero when the
+    loss reads exactly the written mask's patches)."""
     torch.manual_seed(seed)
     data = model.data_preprocessor(batch(algorithm), True)
     seen = []
-    original = model.head.loss
+    original = model.head.loss_module.forward
 
     def spy(*args, **kwargs):
-        seen.append(args[-1])
+        seen.append(args[1])  # (pred, target, ...): the target rows the loss compares with
         return original(*args, **kwargs)
 
-    model.head.loss = spy
+    model.head.loss_module.forward = spy
     try:
         with torch.no_grad():
             losses = model.loss(data['inputs'], data['data_samples'])
     finally:
-        del model.head.loss
-    return losses, data['data_samples'], seen[0]
+        del model.head.loss_module.forward
+    written = torch.stack([s.mask.flatten() for s in data['data_samples']])
+    expected = full_targets(model, algorithm, data['inputs'])[written]
+    assert seen[0].numel() == expected.numel()
+    return losses, data['data_samples'], seen[0].reshape(expected.shape) - expected
 
 
 @pytest.mark.parametrize('generator,algorithm,branch', PAIRS,
@@ -144,14 +159,16 @@ def masked_loss(model: nn.Module, algorithm: str, seed: int
                          ('branch' if v else 'plain'))
 def test_allowed_pair_trains_and_follows_its_mask(generator, algorithm, branch):
     model = build(generator, algorithm, branch)
-    losses, samples, head_mask = masked_loss(model, algorithm, seed=3)
+    losses, samples, off_mask = masked_loss(model, algorithm, seed=3)
     written = torch.stack([s.mask.flatten() for s in samples])
-    assert torch.equal(head_mask.flatten(1).bool(), written)  # the loss reads the written mask
+    assert torch.all(off_mask == 0)  # the loss reads the targets at the written mask
     if generator == 'separate':
         hidden = torch.stack([s.input_mask.flatten() for s in samples])
         assert not torch.equal(hidden, written)
-    again, samples2, head_mask2 = masked_loss(model, algorithm, seed=4)
-    assert not torch.equal(head_mask2, head_mask)  # another draw, other predicted positions
+    again, samples2, off_mask2 = masked_loss(model, algorithm, seed=4)
+    assert torch.all(off_mask2 == 0)
+    written2 = torch.stack([s.mask.flatten() for s in samples2])
+    assert not torch.equal(written2, written)  # another draw, other predicted positions
     key = 'loss_rec' if branch else 'loss'
     assert not torch.equal(again[key], losses[key])
     if branch:
@@ -203,12 +220,15 @@ def test_the_branch_reads_only_the_main_stream():
     assert torch.allclose(base, hidden_changed, atol=1e-6)
     assert not torch.allclose(base, visible_changed, atol=1e-4)
     # independently: the head on the main stream [2 cls tokens, visible patches], not on the
-    # stock-layout rows (which hold the twin stack's outputs at the predicted patches)
+    # bottleneck rows (the twin stack's outputs at the predicted patches)
     with torch.no_grad():
-        full, main = model.backbone.forward_with_main(x, mask.flatten(1))
+        encoding = model.backbone.encode(x, mask.flatten(1))
+        main = encoding.main
         on_main = model.cls_head.loss(main, samples, num_cls_tokens=2)['loss'] * 0.5
-        on_full = model.cls_head.loss(full, samples, num_cls_tokens=1)['loss'] * 0.5
-    assert torch.allclose(base, on_main) and not torch.allclose(base, on_full)
+        # the predicted rows in place of the visible ones: another loss
+        rows = torch.cat([main[:, :2], encoding.predicted], 1)
+        on_predicted = model.cls_head.loss(rows, samples, num_cls_tokens=2)['loss'] * 0.5
+    assert torch.allclose(base, on_main) and not torch.allclose(base, on_predicted)
 
 
 def test_the_train_driver_refuses_a_stock_mae_with_a_mask_generator(tiny_data, tmp_path):

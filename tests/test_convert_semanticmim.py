@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from conftest import run_env
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
@@ -26,7 +27,7 @@ def convert(tmp_path, checkpoint: dict) -> dict:
     src, dst = tmp_path / 'official.pth', tmp_path / 'ours.pth'
     torch.save(checkpoint, src)
     done = subprocess.run([sys.executable, TOOL, str(src), str(dst)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+                          text=True, cwd=ROOT, timeout=300, env=run_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'SemanticMIM' in done.stdout
     return torch.load(dst, weights_only=True)

@@ -115,6 +115,8 @@ MINIMAL = {
                                           img_size=28, patch_size=7, num_cls_tokens=2),
     'BottleneckBEiTViT': lambda: dict(type='BottleneckBEiTViT', arch=_TINY_ARCH, img_size=28,
                                       patch_size=7),
+    'MaskedBEiTViT': lambda: dict(type='MaskedBEiTViT', arch=_TINY_ARCH, img_size=28,
+                                  patch_size=7),
     'BottleneckMAEViT': lambda: dict(type='BottleneckMAEViT', arch=_TINY_ARCH, img_size=28,
                                      patch_size=7),
     'BottleneckMAEDecoder': lambda: dict(

@@ -30,15 +30,16 @@ def test_one_cls_token_is_the_stock_vit():
     torch.testing.assert_close(ours(x)[0], stock(x)[0])
 
 
-def test_extra_cls_tokens_follow_the_cls_token_without_position_embedding():
+def test_extra_cls_tokens_follow_the_cls_token_with_their_position_rows():
     ours = _vit(MultiClsTokenViT, num_cls_tokens=3, out_indices=[0, 1])
-    assert ours.extra_cls_tokens.shape == (1, 2, 32)
+    assert ours.extra_cls_tokens.shape == ours.extra_cls_pos_embed.shape == (1, 2, 32)
     x = torch.randn(2, 3, 32, 32)
-    # by hand: [cls + pos_0, extra tokens, patches + pos], then the stock blocks
+    # by hand: [cls + pos_0, extra tokens + their rows, patches + pos], then the stock blocks
     patches, hw = ours.patch_embed(x)
     pos = ours.pos_embed
+    extra = ours.extra_cls_tokens + ours.extra_cls_pos_embed
     seq = torch.cat([(ours.cls_token + pos[:, :1]).expand(2, -1, -1),
-                     ours.extra_cls_tokens.expand(2, -1, -1), patches + pos[:, 1:]], 1)
+                     extra.expand(2, -1, -1), patches + pos[:, 1:]], 1)
     outs = []
     for layer in ours.layers:
         seq = layer(seq)
@@ -66,8 +67,10 @@ def test_same_sequence_as_the_bottleneck_pretraining_encoder():
     ours = MultiClsTokenViT(arch=ARCH, img_size=32, patch_size=8, num_cls_tokens=4,
                             out_type='raw')
     ours.eval()
+    assert 'extra_cls_pos_embed' not in pre.state_dict()  # MAE's positions are fixed
     result = ours.load_state_dict(pre.state_dict(), strict=False)
-    assert result.missing_keys == []
+    assert result.missing_keys == []  # no position rows: rows of zeros
+    assert torch.all(ours.extra_cls_pos_embed == 0)
     x = torch.randn(2, 3, 32, 32)
     main, _ = pre.forward_streams(x, None, torch.zeros(2, 16, dtype=torch.bool))
     raw = ours(x)[0]  # (B, 1 + L, C): the extra cls tokens are left out
@@ -78,10 +81,13 @@ def test_same_sequence_as_the_bottleneck_pretraining_encoder():
 def test_extra_cls_tokens_are_frozen_and_in_the_stem():
     frozen = _vit(MultiClsTokenViT, num_cls_tokens=8, frozen_stages=2)
     assert not frozen.extra_cls_tokens.requires_grad and not frozen.cls_token.requires_grad
+    assert not frozen.extra_cls_pos_embed.requires_grad
     trainable = _vit(MultiClsTokenViT, num_cls_tokens=8)
-    assert trainable.extra_cls_tokens.requires_grad
+    assert trainable.extra_cls_tokens.requires_grad and trainable.extra_cls_pos_embed.requires_grad
     assert trainable.extra_cls_tokens.std() > 0  # initialised like the cls token
+    assert trainable.extra_cls_pos_embed.std() > 0  # and like the position embedding
     assert trainable.get_layer_depth('backbone.extra_cls_tokens', 'backbone.') == (0, 4)
+    assert trainable.get_layer_depth('backbone.extra_cls_pos_embed', 'backbone.') == (0, 4)
     assert trainable.get_layer_depth('backbone.layers.1.ln1.weight', 'backbone.') == (2, 4)
     with pytest.raises(ValueError, match='num_cls_tokens >= 1'):
         MultiClsTokenViT(arch=ARCH, num_cls_tokens=0)

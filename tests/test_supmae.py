@@ -203,7 +203,7 @@ def test_without_a_given_mask_semmaevit_is_maevit_exactly():
 
 
 def test_a_backbone_that_cannot_take_masks_is_refused():
-    with pytest.raises(ValueError, match="MAEViT.forward takes no input_mask.*SemMAEViT"):
+    with pytest.raises(ValueError, match="MAEViT does not encode on given masks.*SemMAEViT"):
         tiny_supmae(backbone='MAEViT')
 
 

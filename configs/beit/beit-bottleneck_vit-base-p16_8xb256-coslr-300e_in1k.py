@@ -11,3 +11,8 @@ data_preprocessor = dict(mask_generator=dict(mask_ratio=0.6))
 model = dict(
     type='BottleneckBEiT',
     backbone=dict(type='BottleneckBEiTViT', num_cls_tokens=1))
+# The official BEiT recipe exempts every cls token ('.cls_token', one (1, N, C) parameter there)
+# and position row from weight decay; with num_cls_tokens > 1 ours are split into these names.
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
+    '.extra_cls_tokens': dict(decay_mult=0.0),
+    '.extra_cls_pos_embed': dict(decay_mult=0.0)}))

@@ -47,9 +47,13 @@ train_dataloader = dict(
     collate_fn=dict(_delete_=True, type='default_collate'))
 
 model = dict(
+    # BEiT reading the preprocessor's masks, its loss on the predicted rows only; the encoder is
+    # BEiTPretrainViT (same parameters) with fused attention
+    type='MaskedBEiT',
     # SemanticMIM's BEiT position encoding; BEiT's own: use_abs_pos_emb=False,
     # use_shared_rel_pos_bias=True
-    backbone=dict(use_abs_pos_emb=True, use_rel_pos_bias=False, use_shared_rel_pos_bias=False),
+    backbone=dict(type='MaskedBEiTViT', use_abs_pos_emb=True, use_rel_pos_bias=False,
+                  use_shared_rel_pos_bias=False),
     target_generator=dict(
         init_cfg=dict(type='Pretrained', checkpoint='data/pretrained/dalle_encoder.pth')))
 

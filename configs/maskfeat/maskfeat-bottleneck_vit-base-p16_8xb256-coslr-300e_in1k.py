@@ -2,8 +2,8 @@
 # semantic-compression bottleneck and 8 cls tokens (SemanticMIM's MaskFeat setting): visible
 # patches + 8 cls tokens run through the ViT; the mask tokens run through a twin 12-layer stack
 # attending only to [cls tokens, mask tokens]; HOG is predicted from that stack. Downstream the
-# stock VisionTransformer takes cls_token and the encoder; extra_cls_tokens and
-# bottleneck_layers.* stay behind. Masks: 80% at random, as SemanticMIM's
+# stock VisionTransformer takes cls_token and the encoder; extra_cls_tokens, their position rows
+# extra_cls_pos_embed and bottleneck_layers.* stay behind. Masks: 80% at random, as SemanticMIM's
 # configs/maskfeat/maskfeat_bottleneck_pretrain.py (its baseline masks 40%).
 _base_ = ['./maskfeat_vit-base-p16_8xb256-coslr-300e_in1k.py']
 

@@ -5,7 +5,8 @@
 # SemanticMIM's baseline masks (its configs/maskfeat/maskfeat_baseline_pretrain.py): 40% of the
 # 14x14 patches at random (a SimMIM-style generator with 16-px mask patches, i.e. per patch).
 # Changed from mmpretrain's config:
-#  - masks are drawn by MaskingDataPreprocessor (one line swaps the generator);
+#  - masks are drawn by MaskingDataPreprocessor (one line swaps the generator) and read by
+#    MaskedMaskFeat (mmpretrain's MaskFeat on given masks, neck and loss on the predicted rows);
 #  - mixed precision from the tools' `--amp` flag (AmpOptimWrapper refuses to start on CPU);
 #  - images are read from the train/ folder tree without labels.
 _base_ = [
@@ -21,6 +22,8 @@ data_preprocessor = dict(
     type='MaskingDataPreprocessor',
     preprocessor={{_base_.data_preprocessor}},
     mask_generator=dict(type='RandomMaskGenerator', mask_ratio=mask_ratio, grid=grid))
+# MaskFeat reading the preprocessor's masks; the neck and the loss run on the predicted rows only
+model = dict(type='MaskedMaskFeat')
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

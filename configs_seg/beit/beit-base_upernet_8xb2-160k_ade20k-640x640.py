@@ -51,6 +51,7 @@ optim_wrapper = dict(
             '.pos_embed': dict(decay_mult=0.0),
             '.cls_token': dict(decay_mult=0.0),
             '.extra_cls_tokens': dict(decay_mult=0.0),
+            '.extra_cls_pos_embed': dict(decay_mult=0.0),
             'relative_position_bias_table': dict(decay_mult=0.0),
         }))
 

@@ -1,7 +1,8 @@
 """Parity with the official implementations, checked against their golden outputs.
 
 ``check(path)`` loads one fixture (``tests/fixtures/official/*.pt``) and runs the check of its
-``method``: SemanticMIM backbones, SupMAE, SemMAE's mask counts, MAE-pytorch. ``tools/analysis/
+``method``: SemanticMIM backbones (outputs and gradients; a few AdamW steps for
+``semanticmim_maskfeat_train``), SupMAE, SemMAE's mask counts, MAE-pytorch. ``tools/analysis/
 official_parity.py`` prints the lines and exits 1 when one fails.
 """
 from typing import List
@@ -11,8 +12,10 @@ from .common import FixtureError, Line, load_fixture
 
 def check(path: str) -> List[Line]:
     """Every :class:`Line` of the fixture at ``path``; ``FixtureError`` for an unusable file."""
-    from . import mae_pytorch, semanticmim, semmae, supmae  # each imports the models it builds
+    # each imports the models it builds
+    from . import mae_pytorch, semanticmim, semanticmim_train, semmae, supmae
     checks = {**{method: semanticmim.run for method in semanticmim.METHODS},
+              semanticmim_train.METHOD: semanticmim_train.run,
               **{method: mae_pytorch.run for method in mae_pytorch.METHODS},
               'supmae': supmae.run, 'semmae_counts': semmae.run}
     fx = load_fixture(path)

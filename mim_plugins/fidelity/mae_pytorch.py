@@ -15,7 +15,6 @@ official state dict, so a wrong table shows up in the outputs), then:
 """
 from typing import Dict, List
 
-import torch
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample

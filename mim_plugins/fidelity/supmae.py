@@ -151,12 +151,20 @@ def forward(model: SupMAE, tensors: Dict[str, Tensor], images: Tensor, labels: T
     def keep(name: str, pick=lambda out: out):
         return lambda module, args, out: seen.__setitem__(name, pick(out))
 
-    hooks = [model.backbone.register_forward_hook(keep('backbone', lambda out: out[:2])),
-             model.neck.register_forward_hook(keep('pred')),
+    hooks = [model.neck.register_forward_hook(keep('pred')),
              model.cls_head.register_forward_hook(keep('logits'))]
+    encode = model.backbone.encode
+
+    def spy(*args, **kwargs):  # the encoding the loss reads (encode is not a forward: no hook)
+        encoding = encode(*args, **kwargs)
+        seen['backbone'] = (encoding.main, encoding.hidden.float())
+        return encoding
+
+    model.backbone.encode = spy
     try:
         losses = call_with(model, tensors, 'loss', images, samples)
     finally:
+        del model.backbone.encode
         for hook in hooks:
             hook.remove()
     latent, our_mask = seen.pop('backbone')

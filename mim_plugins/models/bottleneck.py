@@ -17,13 +17,21 @@ computes for the cls tokens are dropped (the cls stream is the main one). So eve
 the last included, feeds the loss. The backbone's own final norm (``ln1``) normalises both
 streams, as the official code applies it to the whole sequence.
 
-The loss is on the bottleneck outputs. The main layers keep mmpretrain's parameter names, so a
-checkpoint loads into the stock ``VisionTransformer`` / ``BEiTViT`` with only
-``bottleneck_layers.*``, ``mask_token`` and ``extra_cls_tokens`` left out.
-``num_cls_tokens = N > 1`` adds ``extra_cls_tokens`` ``(1, N-1, C)``, right after the cls token,
-without position embedding of their own (the official code gives each cls token a position
-row; a learned constant added to a learned constant is one learned constant, and
-``tools/model_converters`` folds those rows into ``extra_cls_tokens``). A relative position bias
+``encode(x, mask, input_mask)`` (the masked-encoder contract,
+:mod:`~mim_plugins.models.masked_encoding`) returns the main stream and the compact predicted rows;
+the loss is on those. The families are ``BottleneckMaskFeatViT`` (``bottleneck_maskfeat.py``),
+``BottleneckBEiTViT`` (``bottleneck_beit.py``) and ``BottleneckMAEViT`` (``bottleneck_mae.py``).
+
+The main layers keep mmpretrain's parameter names, so a checkpoint loads into the stock
+``VisionTransformer`` / ``BEiTViT`` with only ``bottleneck_layers.*``, ``mask_token``,
+``extra_cls_tokens`` and ``extra_cls_pos_embed`` left out (``MultiClsTokenViT`` keeps the last two).
+``num_cls_tokens = N > 1`` adds ``extra_cls_tokens`` ``(1, N-1, C)`` right after the cls token
+and, where the backbone learns an absolute position embedding, ``extra_cls_pos_embed`` ``(1, N-1,
+C)``, a position row per extra token, as the official code has them (its ``cls_token (1, N, C)``
+and the first ``N`` rows of its ``pos_embed``, split so the stock names keep the stock shapes).
+The sum is one constant in the forward pass, but not in training: AdamW moves the token and its
+row as two parameters (each by about the learning rate), weight decay acts on each, and gradient
+clipping counts both, exactly as for the official parameters. A relative position bias
 treats every cls token as the cls token.
 """
 import copy
@@ -31,18 +39,11 @@ from typing import Optional, Tuple
 
 import torch
 from mmengine.model.weight_init import trunc_normal_
-from mmpretrain.models.selfsup.beit import BEiTPretrainViT
-from mmpretrain.models.selfsup.maskfeat import MaskFeatViT
 from mmpretrain.models.utils import resize_pos_embed
-from mmpretrain.registry import MODELS
 from torch import Tensor, nn
 
 from ..masking import mask_to_indices
-
-
-def gather_tokens(tokens: Tensor, ids: Tensor) -> Tensor:
-    """Rows ``ids`` ``(B, K)`` of ``tokens`` ``(B, L, C)``, as ``(B, K, C)``."""
-    return tokens.gather(1, ids.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+from .masked_encoding import MaskedEncoder, MaskedEncoding, gather_tokens
 
 
 def subset_rel_pos_bias(bias: Tensor, token_ids: Tensor) -> Tensor:
@@ -58,7 +59,7 @@ def subset_rel_pos_bias(bias: Tensor, token_ids: Tensor) -> Tensor:
     return bias[:, token_ids.unsqueeze(2), token_ids.unsqueeze(1)].transpose(0, 1)
 
 
-class BottleneckMixin:
+class BottleneckMixin(MaskedEncoder):
     """The two streams for a ViT backbone with ``patch_embed``, ``cls_token``, ``pos_embed``
     (or None), ``mask_token``, ``layers``, ``final_norm`` / ``ln1`` and, BEiT only, a shared
     ``rel_pos_bias``: put it before the stock backbone class in the bases.
@@ -85,6 +86,12 @@ class BottleneckMixin:
         if num_cls_tokens > 1:
             self.extra_cls_tokens = nn.Parameter(torch.zeros(1, num_cls_tokens - 1,
                                                              self.embed_dims))
+            # a learned position row per extra token where positions are learned (not MAE's
+            # fixed sin-cos)
+            self.with_cls_pos = self.pos_embed is not None and self.pos_embed.requires_grad
+            if self.with_cls_pos:
+                self.extra_cls_pos_embed = nn.Parameter(
+                    torch.zeros(1, num_cls_tokens - 1, self.embed_dims))
         self.bottleneck_layers = None
         if self.with_stack:
             self.bottleneck_layers = copy.deepcopy(self.layers)
@@ -98,6 +105,8 @@ class BottleneckMixin:
             return
         if self.num_cls_tokens > 1:
             trunc_normal_(self.extra_cls_tokens, std=0.02)
+            if self.with_cls_pos:
+                trunc_normal_(self.extra_cls_pos_embed, std=0.02)
 
     def run_layer(self, layer: nn.Module, x: Tensor, bias: Optional[Tensor]) -> Tensor:
         """One stock layer on ``x`` ``(B, N, C)``; ``bias`` ``(B, heads, N, N)`` or None (a
@@ -121,12 +130,28 @@ class BottleneckMixin:
             cls, patches = cls + pos[:, :1], patches + pos[:, 1:]
             masks = None if masks is None else masks + pos[:, 1:]
         if self.num_cls_tokens > 1:
-            cls = torch.cat([cls, self.extra_cls_tokens.expand(batch, -1, -1)], 1)
+            extra = self.extra_cls_tokens
+            if self.with_cls_pos:
+                extra = extra + self.extra_cls_pos_embed
+            cls = torch.cat([cls, extra.expand(batch, -1, -1)], 1)
         return cls, patches, masks
 
     def forward_streams(self, x: Tensor, mask: Optional[Tensor],
                         input_mask: Optional[Tensor] = None
                         ) -> Tuple[Tensor, Optional[Tensor]]:
+        """``(main, pred)`` of :meth:`streams`."""
+        return self.streams(x, mask, input_mask)[:2]
+
+    def encode(self, x: Tensor, mask: Tensor,
+               input_mask: Optional[Tensor] = None) -> MaskedEncoding:
+        """The contract: ``main`` = the main stream, ``predicted`` = the bottleneck rows."""
+        hidden = (mask if input_mask is None else input_mask).flatten(1)
+        main, pred, ids_pred = self.streams(x, mask, input_mask)
+        return MaskedEncoding(main, hidden, self.num_cls_tokens, predicted=pred,
+                              predicted_ids=ids_pred)
+
+    def streams(self, x: Tensor, mask: Optional[Tensor], input_mask: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
         """Run both streams (only the main one without a stack).
 
         Args:
@@ -140,7 +165,8 @@ class BottleneckMixin:
         Returns:
             ``main`` ``(B, N + V, C)``: ``N`` cls tokens then the ``V`` visible patches in
             ascending patch order; ``pred`` ``(B, M, C)``: the ``M`` predicted patches in
-            ascending patch order (None without a stack). Both after the final norm.
+            ascending patch order (None without a stack). Both after the final norm. And
+            ``ids_pred`` ``(B, M)`` the predicted patches (None without a stack).
         """
         input_mask = (mask if input_mask is None else input_mask).flatten(1).bool()
         ids_visible, _ = mask_to_indices(input_mask)
@@ -168,70 +194,4 @@ class BottleneckMixin:
             if twin is not None:  # reads the cls tokens main layer i has just written
                 pred = self.run_layer(twin, torch.cat([main[:, :n], pred], 1), bias_pred)[:, n:]
         norm = self.ln1 if self.final_norm else nn.Identity()
-        return norm(main), None if pred is None else norm(pred)
-
-    def forward_with_main(self, x: Tensor, mask: Tensor, input_mask: Optional[Tensor] = None
-                          ) -> Tuple[Tensor, Tensor]:
-        """``(full (B, 1 + L, C), main (B, N + V, C))``: the streams laid out as the stock
-        masked forward lays out its output, the first cls token then one row per patch (the
-        bottleneck output at predicted patches, else the main output at visible ones, else
-        zeros; heads that read only the predicted rows then work unchanged), and the main
-        stream itself (what a supervised branch reads)."""
-        main, pred = self.forward_streams(x, mask, input_mask)
-        flat = mask.flatten(1).bool()
-        hidden = flat if input_mask is None else input_mask.flatten(1).bool()
-        batch, length = flat.shape
-        out = main.new_zeros(batch, 1 + length, main.shape[-1])
-        out[:, 0] = main[:, 0]
-        n = self.num_cls_tokens
-        out[:, 1:][~hidden] = main[:, n:].reshape(-1, main.shape[-1])
-        out[:, 1:][flat] = pred.reshape(-1, pred.shape[-1])
-        return out, main
-
-
-@MODELS.register_module()
-class BottleneckMaskFeatViT(BottleneckMixin, MaskFeatViT):
-    """``MaskFeatViT`` with the bottleneck; ``forward(x, mask)`` returns ``(B, 1 + L, C)`` as
-    the stock one does (see :meth:`BottleneckMixin.forward_with_main`), ``mask=None`` the plain ViT.
-
-    Args:
-        num_cls_tokens: cls tokens that carry the image to the mask tokens (8 in SemanticMIM's
-            MaskFeat recipe). Other arguments: ``MaskFeatViT``'s.
-    """
-
-    def forward(self, x: Tensor, mask: Optional[Tensor],
-                input_mask: Optional[Tensor] = None) -> Tensor:
-        if mask is None:
-            return super().forward(x, None)
-        return self.forward_with_main(x, mask, input_mask)[0]
-
-
-@MODELS.register_module()
-class BottleneckBEiTViT(BottleneckMixin, BEiTPretrainViT):
-    """``BEiTPretrainViT`` with the bottleneck; ``forward(x, mask)`` returns a 1-tuple of
-    ``(B, 1 + L, C)`` as the stock one does, ``mask=None`` the plain ViT.
-
-    Args:
-        num_cls_tokens: cls tokens that carry the image to the mask tokens (1 in SemanticMIM's
-            BEiT recipe). Other arguments: ``BEiTPretrainViT``'s.
-    """
-
-    def init_weights(self) -> None:
-        super().init_weights()
-        if isinstance(self.init_cfg, dict) and self.init_cfg['type'] == 'Pretrained':
-            return
-        for layer_id, layer in enumerate(self.bottleneck_layers, 1):
-            # BEiT's depth rescaling of the residual branches, for the twin stack too
-            layer.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
-            layer.ffn.layers[1].weight.data.div_((2.0 * layer_id) ** 0.5)
-
-    def run_layer(self, layer: nn.Module, x: Tensor, bias: Optional[Tensor]) -> Tensor:
-        """One BEiT layer, with the relative position bias of the tokens it runs on."""
-        return layer(x, rel_pos_bias=bias)
-
-    def forward(self, x: Tensor, mask: Optional[Tensor],
-                input_mask: Optional[Tensor] = None) -> Tuple[Tensor]:
-        if mask is None:
-            return super().forward(x, None)
-        self.shared_rel_pos_bias = None  # as the stock forward leaves it; no v2 neck here
-        return (self.forward_with_main(x, mask, input_mask)[0], )
+        return norm(main), None if pred is None else norm(pred), ids_pred

@@ -3,10 +3,10 @@
 MAE's encoder already sees only the visible patches; the bottleneck goes into the decoder: its
 mask tokens attend only to ``[cls tokens, mask tokens]``, never to the visible patches' latents,
 so the encoder's cls token(s) must carry everything the decoder needs to reconstruct. The
-decoder runs its stock blocks on ``[cls tokens, mask tokens of the predicted patches]``.
-Encoder and decoder keep mmpretrain's ``MAEViT`` / ``MAEPretrainDecoder`` parameter names. The
-algorithm is :class:`~mim_plugins.models.masked_mae.MaskedMAE` (registered as
-``BottleneckMAE`` too).
+decoder runs its stock blocks on ``[cls tokens, mask tokens of the predicted patches]`` and
+predicts only those patches. Encoder and decoder keep mmpretrain's ``MAEViT`` /
+``MAEPretrainDecoder`` parameter names. ``BottleneckMAE`` is
+:class:`~mim_plugins.models.masked_mae.MaskedMAE` with this encoder and decoder required.
 """
 from typing import Optional, Union
 
@@ -16,22 +16,23 @@ from mmpretrain.models.selfsup.mae import MAEViT
 from mmpretrain.registry import MODELS
 from torch import Tensor
 
-from ..masking import mask_to_indices, random_mask
-from .bottleneck import BottleneckMixin, gather_tokens
+from ..masking import random_mask
+from .bottleneck import BottleneckMixin
 from .mask_ratio import check_mask_ratio
-from .semmae import check_patch_mask, restore_ids
+from .masked_encoding import MaskedEncoding, check_patch_mask, gather_tokens, restore_ids
+from .masked_mae import MaskedDecoder, MaskedMAE
 
 
 @MODELS.register_module()
 class BottleneckMAEViT(BottleneckMixin, MAEViT):
-    """``MAEViT`` on a given mask with ``num_cls_tokens`` cls tokens (the extra ones in
-    ``extra_cls_tokens``, no position embedding).
+    """``MAEViT`` on a given mask with ``num_cls_tokens`` cls tokens.
 
-    ``forward(x, mask, input_mask=None)`` with a bool ``(B, L)`` mask (True = hidden; with
-    separate masks ``input_mask`` is the hidden one) returns MAE's triple: the latents
-    ``(B, N + V, C)`` (``N`` cls tokens, then the visible patches in ascending order), the
-    hidden mask ``(B, L)`` float and ``ids_restore``. ``mask=True`` draws MAE's random mask at
-    ``mask_ratio``; ``mask=None`` runs the plain ViT.
+    ``encode(x, mask, input_mask=None)`` with a bool ``(B, L)`` mask (True = hidden; with
+    separate masks ``input_mask`` is the hidden one): ``main`` ``(B, N + V, C)`` (``N`` cls
+    tokens, then the visible patches in ascending order), no predicted rows (the decoder
+    predicts). ``mask=None`` draws MAE's random mask at ``mask_ratio``. ``forward(x, mask)``
+    returns MAE's triple for stock callers (``mask=True`` a random mask), ``forward(x, None)``
+    the plain ViT.
     """
 
     with_stack = False  # the decoder is the bottleneck
@@ -40,40 +41,60 @@ class BottleneckMAEViT(BottleneckMixin, MAEViT):
         mask_ratio = check_mask_ratio(mask_ratio, 'model.backbone.mask_ratio')
         super().__init__(*args, mask_ratio=mask_ratio, **kwargs)
 
+    def encode(self, x: Tensor, mask: Optional[Tensor],
+               input_mask: Optional[Tensor] = None) -> MaskedEncoding:
+        if mask is None:
+            mask = random_mask(len(x), self.num_patches, self.mask_ratio, device=x.device)
+        hidden = check_patch_mask(mask if input_mask is None else input_mask, len(x),
+                                  self.num_patches)
+        main = self.streams(x, None, hidden)[0]
+        return MaskedEncoding(main, hidden, self.num_cls_tokens, ids_restore=restore_ids(hidden))
+
     def forward(self, x: Tensor, mask: Union[bool, Tensor, None] = True,
                 input_mask: Optional[Tensor] = None):
         if mask is None or mask is False:
             return super().forward(x, None)
-        if mask is True:
-            mask = random_mask(len(x), self.num_patches, self.mask_ratio, device=x.device)
-        hidden = check_patch_mask(mask if input_mask is None else input_mask, len(x),
-                                  self.num_patches)
-        latent = self.forward_streams(x, None, hidden)[0]
-        return latent, hidden.float(), restore_ids(hidden)
+        encoding = self.encode(x, None if mask is True else mask, input_mask)
+        return encoding.main, encoding.hidden.float(), encoding.ids_restore
 
 
 @MODELS.register_module()
-class BottleneckMAEDecoder(MAEPretrainDecoder):
+class BottleneckMAEDecoder(MaskedDecoder, MAEPretrainDecoder):
     """``MAEPretrainDecoder`` whose mask tokens see only the encoder's cls tokens.
 
-    ``forward(cls, mask)``: ``cls`` ``(B, N, C_enc)`` encoder cls latents, ``mask`` bool
-    ``(B, L)`` True = predicted. Returns ``(B, L, patch_size² · in_chans)`` predictions at the
-    predicted patches, zeros elsewhere (the head's loss reads only the predicted ones). Every
-    cls token gets the decoder's cls position embedding.
+    ``decode(encoding, ids)``: the encoding's ``num_cls`` cls latents and the predicted patches
+    ``ids`` ``(B, M)``; returns ``(B, M, patch_size² · in_chans)``. ``forward(cls, ids)`` the
+    same from cls latents ``(B, N, C_enc)``. Every cls token gets the decoder's cls position
+    embedding.
     """
 
-    decodes_from_cls = True  # MaskedMAE hands it the cls latents and the predicted mask
+    def decode(self, encoding: MaskedEncoding, ids: Tensor) -> Tensor:
+        return self(encoding.main[:, :encoding.num_cls], ids)
 
-    def forward(self, cls: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, cls: Tensor, ids: Tensor) -> Tensor:
         num_cls = cls.shape[1]
-        _, ids_pred = mask_to_indices(mask)
         pos = self.decoder_pos_embed
         cls = self.decoder_embed(cls) + pos[:, :1]
-        mask_tokens = (self.mask_token + pos[:, 1:]).expand(len(mask), -1, -1)
-        x = torch.cat([cls, gather_tokens(mask_tokens, ids_pred)], 1)
+        mask_tokens = (self.mask_token + pos[:, 1:]).expand(len(ids), -1, -1)
+        x = torch.cat([cls, gather_tokens(mask_tokens, ids)], 1)
         for block in self.decoder_blocks:
             x = block(x)
-        pred = self.decoder_pred(self.decoder_norm(x)[:, num_cls:])
-        out = pred.new_zeros(*mask.shape, pred.shape[-1])
-        out[mask] = pred.reshape(-1, pred.shape[-1])
-        return out
+        return self.decoder_pred(self.decoder_norm(x)[:, num_cls:])
+
+
+@MODELS.register_module()
+class BottleneckMAE(MaskedMAE):
+    """MAE with the bottleneck decoder: ``MaskedMAE`` with ``BottleneckMAEViT`` and
+    ``BottleneckMAEDecoder``.
+
+    Args: ``MaskedMAE``'s.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not (isinstance(self.backbone, BottleneckMAEViT)
+                and isinstance(self.neck, BottleneckMAEDecoder)):
+            raise ValueError(f'BottleneckMAE needs backbone BottleneckMAEViT and neck '
+                             f'BottleneckMAEDecoder, got {type(self.backbone).__name__} and '
+                             f'{type(self.neck).__name__}. Fix: set both, or type='
+                             "'MaskedMAE'.")

@@ -25,9 +25,9 @@ from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 
 from ..masking import mask_to_indices
-from .bottleneck import gather_tokens
 from ..utils.pos_embed import sinusoid_table_1d
-from .sample_masks import check_mask_fields, sample_masks
+from .masked_encoding import gather_tokens
+from .sample_masks import MaskConsumer, check_mask_fields, sample_masks
 
 
 def count_mask(batch: int, num_patches: int, mask_ratio: float,
@@ -167,7 +167,7 @@ def check_target_stats(preprocessor: nn.Module, head: nn.Module) -> None:
 
 
 @MODELS.register_module()
-class MAEPytorch(MAE):
+class MAEPytorch(MaskConsumer, MAE):
     """MAE-pytorch's pretraining: ``MAEPytorchViT`` -> ``MAEPytorchDecoder`` ->
     ``MAEPytorchHead``.
 

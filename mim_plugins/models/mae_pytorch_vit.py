@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..masking import mask_to_indices
 from ..utils.pos_embed import sinusoid_table_1d
-from .bottleneck import gather_tokens
+from .masked_encoding import gather_tokens
 
 
 @MODELS.register_module()

@@ -1,19 +1,20 @@
 """MAE on the masks of the data samples, with a pluggable decoder and an optional supervised
-branch: one algorithm for SemMAE, MAE with SemanticMIM's bottleneck and SupMAE.
+branch: the algorithm behind SemMAE, SupMAE and MAE with SemanticMIM's bottleneck.
 
 ``loss`` reads ``mask`` (predicted patches) and ``input_mask`` (hidden from the encoder;
 defaults to ``mask``) with :func:`~mim_plugins.models.sample_masks.sample_masks`; without them
-the encoder draws MAE's random mask (``mask=True``). The encoder is called as
-``backbone(x, mask, input_mask)`` and returns MAE's ``(latent, hidden, ids_restore)``:
+the encoder draws MAE's random mask. The encoder answers the masked-encoder contract
+(``backbone.encode(x, mask, input_mask) -> MaskedEncoding``); the decoder answers
+:class:`MaskedDecoder` (``decode(encoding, ids) -> (B, M, D)`` rows at the predicted patches):
 
-* ``SemMAEViT`` (one cls token) with mmpretrain's ``MAEPretrainDecoder``: ``neck(latent,
-  ids_restore)``, pixels of every patch;
-* ``BottleneckMAEViT`` (``N`` cls tokens) with ``BottleneckMAEDecoder``, which declares
-  ``decodes_from_cls = True``: ``neck(cls latents (B, N, C), predicted (B, L))``, pixels of the
-  predicted patches from the cls tokens only.
+* mmpretrain's ``MAEPretrainDecoder`` through :class:`StockMAEDecoder` (one cls token; it
+  decodes every patch, the loss reads the predicted rows);
+* ``BottleneckMAEDecoder`` (``N`` cls tokens), which decodes the predicted patches from the cls
+  latents only.
 
-The loss is the head's on the predicted patches. ``cls_head`` / ``cls_loss_ratio`` attach
-SupMAE's branch (:mod:`~mim_plugins.models.supervised_branch`) on the latent's visible tokens.
+The loss is the head's ``loss_module`` on the predicted rows (MAE's pixel loss: the same
+value as ``MAEPretrainHead.loss`` on the full grid with the mask). ``cls_head`` /
+``cls_loss_ratio`` attach SupMAE's branch (:mod:`~mim_plugins.models.supervised_branch`).
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -21,14 +22,52 @@ import torch
 from mmpretrain.models.selfsup.mae import MAE
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from torch import Tensor
+from torch import Tensor, nn
 
-from .sample_masks import check_mask_fields, sample_masks, takes_input_mask
+from ..masking import mask_to_indices
+from .masked_encoding import MaskedEncoder, MaskedEncoding, gather_tokens, scatter_rows
+from .sample_masks import MaskConsumer, check_mask_fields, sample_masks
 from .supervised_branch import SupervisedBranchMixin
 
 
-@MODELS.register_module(name=['MaskedMAE', 'SemMAE', 'BottleneckMAE'])
-class MaskedMAE(SupervisedBranchMixin, MAE):
+class MaskedDecoder:
+    """The MAE decoder contract: put before the stock decoder class in the bases."""
+
+    def decode(self, encoding: MaskedEncoding, ids: Tensor) -> Tensor:
+        """Predictions ``(B, K, D)`` at patches ``ids`` ``(B, K)`` (ascending), from the
+        encoder's ``encoding``."""
+        raise NotImplementedError
+
+    def where(self, mask: Tensor) -> Tensor:
+        """``(B, L)`` bool: the patches this decoder predicts when ``mask`` is predicted."""
+        return mask
+
+
+class StockMAEDecoder(MaskedDecoder):
+    """Adapter for mmpretrain's ``MAEPretrainDecoder`` (``neck(latent, ids_restore)`` decodes
+    every patch from ``[cls, visible latents]``). Not a module: it only calls the decoder."""
+
+    def __init__(self, neck: nn.Module) -> None:
+        self.neck = neck
+
+    def decode(self, encoding: MaskedEncoding, ids: Tensor) -> Tensor:
+        if encoding.num_cls != 1:
+            raise ValueError(f"MAE's decoder reads one cls token, the encoder gives "
+                             f"{encoding.num_cls}. Fix: neck=dict(type='BottleneckMAEDecoder') "
+                             'or num_cls_tokens=1.')
+        return gather_tokens(self.neck(encoding.main, encoding.ids_restore), ids)
+
+    def where(self, mask: Tensor) -> Tensor:
+        return torch.ones_like(mask)
+
+
+def masked_decoder(neck: nn.Module) -> MaskedDecoder:
+    """``neck`` itself when it declares the contract, else the stock adapter around it."""
+    return neck if isinstance(neck, MaskedDecoder) else StockMAEDecoder(neck)
+
+
+@MODELS.register_module()
+class MaskedMAE(MaskConsumer, SupervisedBranchMixin, MAE):
     """MAE whose encoder takes the masks as arguments.
 
     Args:
@@ -42,48 +81,33 @@ class MaskedMAE(SupervisedBranchMixin, MAE):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if not takes_input_mask(self.backbone):
+        if not isinstance(self.backbone, MaskedEncoder):
             raise ValueError(
                 f'{type(self).__name__} hands the masks to its encoder, but '
-                f'{type(self.backbone).__name__}.forward takes no input_mask. Fix: '
+                f'{type(self.backbone).__name__} does not encode on given masks. Fix: '
                 "backbone=dict(type='SemMAEViT') (MAEViT's parameters) or "
                 "dict(type='BottleneckMAEViT').")
         check_mask_fields(self)
+
+    @property
+    def decoder(self) -> MaskedDecoder:
+        return masked_decoder(self.neck)
 
     def consumed_fields(self) -> Tuple[str, ...]:
         """Both mask fields: the encoder hides ``input_mask`` (else ``mask``), the loss reads
         ``mask``."""
         return ('mask', 'input_mask')
 
-    def encode(self, inputs: Tensor, data_samples: Optional[List[DataSample]]
-               ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(latent (B, N + V, C), hidden (B, L) bool, predicted (B, L) bool,
-        ids_restore (B, L))`` for images ``(B, 3, H, W)``."""
-        mask, input_mask = sample_masks(data_samples)
-        latent, hidden, ids_restore = self.backbone(inputs, True if mask is None else mask,
-                                                    input_mask)
-        hidden = hidden.bool()
-        return latent, hidden, hidden if mask is None else mask, ids_restore
-
-    def decode(self, latent: Tensor, hidden: Tensor, predicted: Tensor,
-               ids_restore: Tensor) -> Tensor:
-        """The neck's ``(B, L, p²·3)`` predictions (at least at the ``predicted`` patches)."""
-        num_cls = latent.shape[1] - int((~hidden[0]).sum())
-        if getattr(self.neck, 'decodes_from_cls', False):
-            return self.neck(latent[:, :num_cls], predicted)
-        if num_cls != 1:
-            raise ValueError(f"MAE's decoder reads one cls token, the encoder gives {num_cls}. "
-                             "Fix: neck=dict(type='BottleneckMAEDecoder') or num_cls_tokens=1.")
-        return self.neck(latent, ids_restore)
-
     def loss(self, inputs: Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, Tensor]:
         """MAE's pixel loss on the predicted patches of ``inputs`` ``(B, 3, H, W)``."""
-        latent, hidden, predicted, ids_restore = self.encode(inputs, data_samples)
-        pred = self.decode(latent, hidden, predicted, ids_restore)
-        losses = dict(loss=self.head.loss(pred, inputs, predicted.float()))
-        num_cls = latent.shape[1] - int((~hidden[0]).sum())
-        return self.add_branch(losses, latent, data_samples, num_cls_tokens=num_cls)
+        mask, input_mask = sample_masks(data_samples)
+        encoding = self.backbone.encode(inputs, mask, input_mask)
+        _, ids = mask_to_indices(encoding.hidden if mask is None else mask)
+        pred = self.decoder.decode(encoding, ids)
+        target = gather_tokens(self.head.construct_target(inputs), ids)
+        losses = dict(loss=self.head.loss_module(pred, target, pred.new_ones(pred.shape[:2])))
+        return self.add_branch(losses, encoding, data_samples)
 
     @torch.no_grad()
     def reconstruct(self, inputs: Tensor, mask: Tensor,
@@ -92,18 +116,18 @@ class MaskedMAE(SupervisedBranchMixin, MAE):
         ``mask`` ``(B, L)`` bool (and ``input_mask``, hidden from the encoder).
 
         Returns ``pixels`` ``(B, 3, H, W)``, the predictions in the input's space (``norm_pix``
-        predictions restored with each original patch's mean and variance), and ``where``
-        ``(B, L)`` bool, the patches the model predicts (every patch with MAE's decoder, only
-        the predicted ones with the bottleneck decoder).
+        predictions restored with each original patch's mean and variance; zeros before that
+        restoring where the decoder predicts nothing), and ``where`` ``(B, L)`` bool, the
+        patches the model predicts (every patch with MAE's decoder, only the predicted ones
+        with the bottleneck decoder).
         """
-        latent, hidden, ids_restore = self.backbone(inputs, mask, input_mask)
-        hidden = hidden.bool()
-        pred = self.decode(latent, hidden, mask, ids_restore)
+        encoding = self.backbone.encode(inputs, mask, input_mask)
+        where = self.decoder.where(mask.flatten(1))
+        _, ids = mask_to_indices(where)
+        pred = scatter_rows(self.decoder.decode(encoding, ids), ids, where.shape[1])
         head = self.head
-        if getattr(head, 'norm_pix', False):
+        if head.norm_pix:
             target = head.patchify(inputs)
             mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
             pred = pred * (var + 1.e-6)**.5 + mean
-        where = (mask.clone() if getattr(self.neck, 'decodes_from_cls', False)
-                 else torch.ones_like(mask))
-        return dict(pixels=head.unpatchify(pred), where=where)
+        return dict(pixels=head.unpatchify(pred), where=where.clone())

@@ -1,11 +1,14 @@
-"""MaskFeat on the masks of the data samples, with or without SemanticMIM's bottleneck and
-SupMAE's supervised branch.
+"""MaskFeat on the masks of the data samples, with any masked encoder and SupMAE's supervised
+branch.
 
 The loss is mmpretrain's MaskFeat one (HOG of the input, L2 on the predicted patches,
-``data_sample.mask``); with a ``BottleneckMaskFeatViT`` the encoder also takes separate masks
-(``data_sample.input_mask``). ``cls_head`` / ``cls_loss_ratio`` attach the branch on the visible
-tokens of the main stream. The HOG target is computed in float32 with autocast off (its
-``scatter_add_`` needs one dtype on both sides).
+``data_sample.mask``), computed on the encoder's compact predicted rows: the neck runs only on
+them and the target is gathered at them. The encoder answers the masked-encoder contract
+(:mod:`~mim_plugins.models.masked_encoding`): mmpretrain's ``MaskFeatViT`` through the stock
+adapter, ``BottleneckMaskFeatViT`` itself (then the data samples may carry ``input_mask`` too).
+``cls_head`` / ``cls_loss_ratio`` attach the branch on the visible tokens of the main stream.
+The HOG target is computed in float32 with autocast off (its ``scatter_add_`` needs one dtype on
+both sides).
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -15,22 +18,14 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from .masked_encoder import MaskedEncoding, encode_masked
-from .sample_masks import check_mask_fields, sample_masks, takes_input_mask
+from .masked_encoding import (MaskedEncoder, gather_tokens, masked_encoder, need_mask,
+                              scatter_rows)
+from .sample_masks import MaskConsumer, check_mask_fields, sample_masks
 from .supervised_branch import SupervisedBranchMixin
 
 
-def need_mask(mask: Optional[Tensor], algorithm: str) -> Tensor:
-    """``mask`` or a ``ValueError`` saying where masks come from."""
-    if mask is None:
-        raise ValueError(f'{algorithm} predicts the patches of data_sample.mask, but the batch '
-                         'carries none. Fix: data_preprocessor=dict(type='
-                         "'MaskingDataPreprocessor', ...) or a mask generator in the pipeline.")
-    return mask
-
-
-@MODELS.register_module(name=['MaskedMaskFeat', 'BottleneckMaskFeat'])
-class MaskedMaskFeat(SupervisedBranchMixin, MaskFeat):
+@MODELS.register_module()
+class MaskedMaskFeat(MaskConsumer, SupervisedBranchMixin, MaskFeat):
     """mmpretrain's ``MaskFeat`` with masks as arguments; see the module docstring.
 
     Args:
@@ -42,38 +37,50 @@ class MaskedMaskFeat(SupervisedBranchMixin, MaskFeat):
         super().__init__(*args, **kwargs)
         check_mask_fields(self)
 
+    @property
+    def encoder(self) -> MaskedEncoder:
+        return masked_encoder(self.backbone)
+
     def consumed_fields(self) -> Tuple[str, ...]:
-        """``mask``; ``input_mask`` too when the backbone takes separate masks."""
-        return ('mask', 'input_mask') if takes_input_mask(self.backbone) else ('mask', )
+        """``mask``; ``input_mask`` too when the encoder takes separate masks."""
+        return ('mask', 'input_mask') if self.encoder.separate_masks else ('mask', )
 
     def hog(self, inputs: Tensor) -> Tensor:
         """HOG targets ``(B, L, D)`` of ``inputs`` ``(B, 3, H, W)``, float32, autocast off."""
         with torch.autocast(inputs.device.type, enabled=False):
             return self.target_generator(inputs.float())
 
-    def predict_hog(self, encoding: MaskedEncoding) -> Tensor:
-        """The neck's ``(B, L, D)`` HOG predictions from the encoder rows (cls row dropped)."""
-        batch, length, dims = encoding.latent.shape
-        pred = self.neck((encoding.latent.reshape(batch * length, dims), ))[0]
-        return pred.view(batch, length, -1)[:, 1:]
+    def predict_hog(self, rows: Tensor) -> Tensor:
+        """The neck's ``(B, K, D)`` HOG predictions for encoder rows ``(B, K, C)``."""
+        batch, length, dims = rows.shape
+        return self.neck((rows.reshape(batch * length, dims), ))[0].view(batch, length, -1)
 
     def loss(self, inputs: Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, Tensor]:
         """MaskFeat's L2 loss on the HOG of the predicted patches (+ the branch's terms)."""
         mask, input_mask = sample_masks(data_samples)
         mask = need_mask(mask, type(self).__name__)
-        encoding = encode_masked(self.backbone, inputs, mask, input_mask)
-        losses = dict(loss=self.head.loss(self.predict_hog(encoding), self.hog(inputs), mask))
-        return self.add_branch(losses, encoding.visible, data_samples,
-                               encoding.num_cls_tokens, encoding.visible_mask)
+        encoding = self.encoder.encode(inputs, mask, input_mask)
+        pred = self.predict_hog(encoding.predicted)
+        target = gather_tokens(self.hog(inputs), encoding.predicted_ids)
+        losses = dict(loss=self.head.loss(pred, target, pred.new_ones(pred.shape[:2])))
+        return self.add_branch(losses, encoding, data_samples)
 
     @torch.no_grad()
     def reconstruct(self, inputs: Tensor, mask: Tensor,
                     input_mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """``hog`` ``(B, L, D)`` predicted HOG, ``target`` ``(B, L, D)`` the input's HOG and
         ``where`` ``(B, L)`` bool, the patches whose prediction means something (every patch
-        for the stock encoder, the predicted ones for the bottleneck)."""
-        encoding = encode_masked(self.backbone, inputs, mask, input_mask)
-        stock = encoding.visible_mask is not None
-        return dict(hog=self.predict_hog(encoding), target=self.hog(inputs),
-                    where=torch.ones_like(mask) if stock else mask.clone())
+        for a stock encoder, whose main stream has a row per patch; the predicted ones for the
+        bottleneck, zeros elsewhere)."""
+        mask = mask.flatten(1)
+        encoding = self.encoder.encode(inputs, mask, input_mask)
+        if encoding.main_mask is not None:
+            hog = self.predict_hog(encoding.main[:, encoding.num_cls:])
+            where = torch.ones_like(mask)
+        else:
+            hog = scatter_rows(self.predict_hog(encoding.predicted), encoding.predicted_ids,
+                               mask.shape[1])
+            where = mask.clone()
+        return dict(hog=hog, target=self.hog(inputs), where=where)
+

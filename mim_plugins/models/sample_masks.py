@@ -4,21 +4,26 @@
 ``input_mask_generator``, ``data_sample.input_mask`` (the patches hidden from the encoder). An
 algorithm reads both with :func:`sample_masks` and hands them to its encoder as arguments,
 ``backbone(x, mask, input_mask)``. Every algorithm says which of the two fields it reads
-(``consumed_fields``); :func:`check_mask_fields` refuses a model whose preprocessor writes a
-field its algorithm would silently ignore.
+(``consumed_fields``, declared by :class:`MaskConsumer`); :func:`check_mask_fields` refuses a
+model whose preprocessor writes a field its algorithm would silently ignore. A model that does
+not declare the fields reads none of them: mmpretrain's own algorithms either draw their own
+masks (MAE) or read the pipeline's ``mask``, never the preprocessor's.
 """
-import inspect
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from mmpretrain.models.selfsup import BEiT, MAE, MaskFeat, SimMIM
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
 
 MASK_FIELDS = ('mask', 'input_mask')
 
-# What mmpretrain's own algorithms read (exact classes; ours declare `consumed_fields`).
-STOCK_CONSUMERS = {MAE: (), BEiT: ('mask', ), MaskFeat: ('mask', ), SimMIM: ('mask', )}
+
+class MaskConsumer:
+    """Declares the mask fields an algorithm reads from its data samples (put it in the
+    algorithm's bases and implement ``consumed_fields``)."""
+
+    def consumed_fields(self) -> Tuple[str, ...]:
+        raise NotImplementedError
 
 
 def field_from_samples(data_samples: Optional[Sequence[DataSample]],
@@ -47,30 +52,22 @@ def sample_masks(data_samples: Optional[Sequence[DataSample]]
     return mask, input_mask
 
 
-def takes_input_mask(backbone: nn.Module) -> bool:
-    """Whether ``backbone.forward`` has an ``input_mask`` parameter (separate masks)."""
-    return 'input_mask' in inspect.signature(backbone.forward).parameters
-
-
-def consumed_fields(model: nn.Module) -> Optional[Tuple[str, ...]]:
-    """The mask fields ``model`` reads from its data samples, or None when unknown (an
-    algorithm that neither declares them nor is one of mmpretrain's listed here)."""
-    declared = getattr(model, 'consumed_fields', None)
-    if callable(declared):
-        return tuple(declared())
-    return STOCK_CONSUMERS.get(type(model))
+def consumed_fields(model: nn.Module) -> Tuple[str, ...]:
+    """The mask fields ``model`` reads from the preprocessor's data samples: what it declares,
+    none when it declares nothing."""
+    return tuple(model.consumed_fields()) if isinstance(model, MaskConsumer) else ()
 
 
 def check_mask_fields(model: nn.Module) -> None:
     """Refuse a model whose data preprocessor writes a mask field the algorithm ignores.
 
     Raises ``ValueError`` naming the field, the algorithm and the fix; does nothing for a
-    preprocessor that writes no masks or an algorithm whose fields are unknown.
+    preprocessor that writes no masks.
     """
     pre = getattr(model, 'data_preprocessor', None)
     written: List[str] = list(getattr(pre, 'written_fields', lambda: ())())
     consumed = consumed_fields(model)
-    if not written or consumed is None:
+    if not written:
         return
     ignored = [field for field in written if field not in consumed]
     if not ignored:
@@ -80,7 +77,8 @@ def check_mask_fields(model: nn.Module) -> None:
     if field == 'mask':
         fix = ("mask with the model's own random masking (drop MaskingDataPreprocessor), or use "
                "an algorithm that reads given masks (MAE family: type='SemMAE' with "
-               "backbone=dict(type='SemMAEViT'))")
+               "backbone=dict(type='SemMAEViT'); BEiT: type='MaskedBEiT'; MaskFeat: "
+               "type='MaskedMaskFeat')")
     else:
         fix = ('drop input_mask_generator, or use a backbone that takes separate masks '
                '(BottleneckBEiTViT, BottleneckMaskFeatViT, SemMAEViT, BottleneckMAEViT)')

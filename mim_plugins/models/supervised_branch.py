@@ -1,18 +1,20 @@
 """SupMAE's supervised branch as a component any of our algorithms takes by config.
 
-``cls_head=dict(type='VisibleTokenClsHead', ...)`` and ``cls_loss_ratio`` on ``SemMAE`` (MAE on
-any mask, plain or bottleneck decoder), ``MaskedBEiT`` / ``BottleneckBEiT`` and
-``MaskedMaskFeat`` / ``BottleneckMaskFeat`` attach the branch: it classifies the visible tokens
-of the encoder's main stream (the tokens the encoder computed from visible patches, never a
+``cls_head=dict(type='VisibleTokenClsHead', ...)`` and ``cls_loss_ratio`` on ``MaskedMAE`` /
+``SemMAE`` / ``BottleneckMAE``, ``MaskedBEiT`` / ``BottleneckBEiT`` and ``MaskedMaskFeat`` /
+``BottleneckMaskFeat`` attach the branch: it classifies the visible tokens of the encoding's
+main stream (:class:`~mim_plugins.models.masked_encoding.MaskedEncoding`) (the tokens the encoder computed from visible patches, never a
 mask token), adds ``loss_cls = cls_loss_ratio · CE(logits / temperature, label)`` and the batch
 accuracy, and renames the algorithm's ``loss`` to ``loss_rec``. The head's parameters keep
 SupMAE's names (``cls_head.*``), which stay behind downstream.
 """
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Union
 
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
+
+from .masked_encoding import MaskedEncoding
 
 
 class SupervisedBranchMixin:
@@ -31,22 +33,16 @@ class SupervisedBranchMixin:
     def with_branch(self) -> bool:
         return self.cls_head is not None
 
-    def add_branch(self, losses: Dict[str, Tensor], tokens: Tensor,
-                   data_samples: List[DataSample], num_cls_tokens: int = 1,
-                   mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
-        """``losses`` with the branch's terms added (unchanged without a branch).
-
-        Args:
-            tokens: ``(B, T + N, C)``: ``T = num_cls_tokens`` cls tokens, then ``N`` patch
-                tokens of the main stream.
-            mask: ``(B, N)`` bool, True = a position the pool must skip (a mask token), for
-                encoders that return every patch position; None = all ``N`` are visible.
-        """
+    def add_branch(self, losses: Dict[str, Tensor], encoding: MaskedEncoding,
+                   data_samples: List[DataSample]) -> Dict[str, Tensor]:
+        """``losses`` with the branch's terms added (unchanged without a branch): the head
+        reads ``encoding.main`` ``(B, T + N, C)``, skips its ``num_cls`` cls tokens in the pool
+        and the mask-token rows ``main_mask`` marks."""
         if not self.with_branch:
             return losses
         out = {('loss_rec' if key == 'loss' else key): value for key, value in losses.items()}
-        branch = self.cls_head.loss(tokens, data_samples, mask=mask,
-                                    num_cls_tokens=num_cls_tokens)
+        branch = self.cls_head.loss(encoding.main, data_samples, mask=encoding.main_mask,
+                                    num_cls_tokens=encoding.num_cls)
         out['loss_cls'] = self.cls_loss_ratio * branch.pop('loss')
         out.update(branch)
         return out

@@ -9,9 +9,10 @@ mmpretrain modules re-written with split projections and a second stack; the con
 official                                           ours (``BottleneckMaskFeatViT`` / ``...BEiTViT``)
 =================================================  =============================================
 ``cls_token`` ``(1, N, C)``                        ``cls_token`` = row 0; ``extra_cls_tokens`` =
-``pos_embed`` ``(1, N + L, C)``                    rows 1..N-1 of ``cls_token + pos_embed`` (the
-                                                   cls rows are constants added to constants);
-                                                   ``pos_embed`` = row 0 and the L patch rows
+``pos_embed`` ``(1, N + L, C)``                    rows 1..N-1; ``pos_embed`` = row 0 and the L
+                                                   patch rows; ``extra_cls_pos_embed`` = rows
+                                                   1..N-1 (the same parameters, so the same
+                                                   AdamW steps, decay and clipping)
 ``layers.i.attn.q`` + ``attn.kv`` (MaskFeat)       ``layers.i.attn.qkv`` (q | k | v rows)
 ``layers.i.attn.q_proj`` + ``kv_proj`` (BEiT)      ``layers.i.attn.qkv.weight`` (k bias is 0 in
                                                    both; ``q_bias``, ``v_bias`` kept)
@@ -106,7 +107,8 @@ def convert_semanticmim(state_dict: Mapping[str, Tensor]) -> SemanticMIMConversi
     num_cls = cls.shape[1]
     out = {'cls_token': cls[:, :1], 'pos_embed': torch.cat([pos[:, :1], pos[:, num_cls:]], 1)}
     if num_cls > 1:
-        out['extra_cls_tokens'] = cls[:, 1:] + pos[:, 1:num_cls]
+        out['extra_cls_tokens'] = cls[:, 1:]
+        out['extra_cls_pos_embed'] = pos[:, 1:num_cls]
     attn_parts = re.compile(r'(layers|extra_layers)\.(\d+)\.attn\.(q|kv|q_proj|kv_proj|q_bias|v_bias)'
                             r'(\.weight|\.bias)?')
     stacks = set()
