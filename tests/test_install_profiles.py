@@ -345,7 +345,7 @@ def test_installer_lite_branch_compiles_nothing(tmp_path):
     assert 'MMCV_WITH_OPS= pip uninstall -q -y mmsegmentation' in calls
     assert 'MMCV_WITH_OPS= pip install -q mmcv-lite==2.1.0' in calls
     assert ('MMCV_WITH_OPS= pip install -q -r requirements/runtime.txt -r requirements/seg.txt '
-            '-r requirements/tests.txt') in calls
+            '-r requirements/tests.txt -r requirements/photos.txt') in calls
     assert not [c for c in calls if 'mmcv==' in c or c.startswith('MMCV_WITH_OPS=1')]
 
 
@@ -356,7 +356,8 @@ def test_installer_compiled_branch_builds_mmcv_with_ops(tmp_path):
     calls = installer_calls(tmp_path, ['mmcv-lite', 'onedl-mmsegmentation'], PROFILE='compiled')
     build = 'MMCV_WITH_OPS=1 pip install -q --no-build-isolation mmcv==2.1.0'
     seg = ('MMCV_WITH_OPS=1 pip install -q -r requirements/runtime.txt '
-           '-r requirements/seg-compiled.txt -r requirements/tests.txt')
+           '-r requirements/seg-compiled.txt -r requirements/tests.txt '
+           '-r requirements/photos.txt')
     order = [calls.index(c) for c in (
         'MMCV_WITH_OPS= pip install -q -r requirements/torch.txt',
         'MMCV_WITH_OPS= pip uninstall -q -y mmcv-lite',

@@ -52,14 +52,15 @@ def test_our_generators_and_backbones_refuse_a_bad_ratio_when_built(cfg, key, va
 @pytest.mark.parametrize('config', [MAE_CFG, SEMMAE_CFG])
 @pytest.mark.parametrize('value', [1.5, -0.1, 1.0, '0.75'])
 def test_train_refuses_a_bad_backbone_ratio_before_training(tmp_path, tiny_data, config, value):
-    """Stock MAE (MAEViT, built without our code) and SemMAE, through tools/train.py's runner."""
+    """Stock MAE (MAEViT, built without our code: the config's MaskCheckHook refuses it before
+    the first step) and SemMAE (refused when built), through tools/train.py's runner."""
     from mim_plugins.apis.common import load_config
     args = parse_args([config, '--work-dir', str(tmp_path / 'work'),
                        *options(tiny_data, f'experiment_name={uuid.uuid4().hex}')])
     cfg = load_config(args)
     cfg.model.backbone.mask_ratio = value
     with pytest.raises(UserInputError) as info:
-        build_runner(args, cfg)
+        build_runner(args, cfg).train()
     assert f'model.backbone.mask_ratio = {value!r}' in explain(info.value)
 
 

@@ -89,6 +89,10 @@ MINIMAL = {
                                         work_dir=tempfile.mkdtemp(prefix='locked_runner_')),
     'SkippedImagesHook': lambda: dict(type='SkippedImagesHook'),
     'CheckpointReportHook': lambda: dict(type='CheckpointReportHook'),
+    'MaskCheckHook': lambda: dict(type='MaskCheckHook'),
+    'WeightsOnlyCheckpointHook': lambda: dict(type='WeightsOnlyCheckpointHook'),
+    'ResumeGuardHook': lambda: dict(type='ResumeGuardHook'),
+    'RequireLoadedWeightsHook': lambda: dict(type='RequireLoadedWeightsHook'),
     'ResumableSampler': lambda: dict(type='ResumableSampler', dataset=list(range(4)), seed=0),
     'ResumableEpochBasedTrainLoop': lambda: dict(
         type='ResumableEpochBasedTrainLoop', runner=None,

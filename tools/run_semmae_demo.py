@@ -13,7 +13,6 @@ main job's MAE, stage 2 pretraining, fine-tune and linear probe), next to plain 
    (configs/semmae/semmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py);
 4. fine-tune and linear-probe it as the main job does, and print it next to plain MAE.
 """
-import argparse
 import json
 import os.path as osp
 import time
@@ -26,14 +25,6 @@ from demo_stages import (PRETRAIN, Stages, evaluate, last_checkpoint, parse_args
 
 SEMMAE = 'configs/semmae/semmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 LEARNER = 'configs/semmae/semmae-parts_vit-tiny-p4_1xb64-adain-10e_mnist5k.py'
-
-
-def parse_parts(argv: Optional[List[str]]):
-    """(--parts choice, the other arguments) ahead of the demos' shared flags."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument('--parts', choices=['kmeans', 'learned'], default='kmeans',
-                        help='stage 1: the k-means baseline or the learned part learner')
-    return parser.parse_known_args(argv)
 
 
 def stage1(parts: str, work: str, data_root: str, mae_ckpt: str) -> str:
@@ -68,8 +59,10 @@ def mae_results(work: str) -> Dict:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
-    parts, rest = parse_parts(argv)
-    args = parse_args(__doc__.split('\n')[0], rest)
+    args = parse_args(__doc__.split('\n')[0], argv, extra=[(
+        '--parts', dict(choices=['kmeans', 'learned'], default='kmeans',
+                        help='stage 1: the k-means baseline or the learned part learner'))])
+    parts = args.parts
     work = osp.abspath(args.work_dir)
     data_root = osp.abspath(args.data_root) + '/'
     previous = mae_results(work)

@@ -8,6 +8,7 @@ from mmengine.runner import Runner
 
 from .checks import check_data_paths
 from .common import add_common_args, checkpoint_arg, load_config, set_amp, setup_launcher
+from .errors import UserInputError
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -33,9 +34,16 @@ def guard_images(cfg: Config, skip: bool) -> None:
     stops training with one error naming it, where mmcv's own error names no file; with ``skip``
     (``--skip-corrupt-images``) it is replaced by the next readable one instead, and
     ``SkippedImagesHook`` logs how many each epoch skipped. A streamed ``ShardDataset`` names
-    and skips in its own stream (``skip_corrupt=True``): it has no indices to shift."""
+    and skips in its own stream (``skip_corrupt=True``): it has no indices to shift.
+    Segmentation configs keep their data set (the wrapper is an mmpretrain one)."""
     loader = cfg.get('train_dataloader')
     if not loader:
+        return
+    if cfg.get('default_scope') != 'mmpretrain':  # the wrapper is an mmpretrain data set
+        if skip:
+            raise UserInputError('--skip-corrupt-images works with the mmpretrain configs '
+                                 '(configs/), not with segmentation ones. Fix: drop the flag and '
+                                 'remove the unreadable image named in the error.')
         return
     hooks = list(cfg.get('custom_hooks') or [])
     types = {h.get('type') for h in hooks}
