@@ -62,7 +62,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     args = parse_args(__doc__.split('\n')[0], argv, extra=[(
         '--parts', dict(choices=['kmeans', 'learned'], default='kmeans',
                         help='stage 1: the k-means baseline or the learned part learner'))])
-    parts = args.parts
     work = osp.abspath(args.work_dir)
     data_root = osp.abspath(args.data_root) + '/'
     previous = mae_results(work)
@@ -82,8 +81,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                             args.pretrain_epochs)
         stages.end()
 
-    stages.begin(f'SemMAE stage 1: {parts.parts} part maps from the frozen MAE')
-    part_root = stage1(parts.parts, work, data_root, mae_ckpt)
+    stages.begin(f'SemMAE stage 1: {args.parts} part maps from the frozen MAE')
+    part_root = stage1(args.parts, work, data_root, mae_ckpt)
     stages.end()
 
     stages.begin('SemMAE stage 2: pretraining on part-guided masks')
