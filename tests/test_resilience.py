@@ -262,6 +262,7 @@ def test_nan_guard_names_infinite_losses_and_a_run_without_checkpoint():
 def test_train_py_wraps_the_training_set_to_name_or_skip_unreadable_images():
     from mim_plugins.apis.train import guard_images
     cfg = Config(dict(
+        default_scope='mmpretrain',
         train_dataloader=dict(dataset=dict(type='CustomDataset', data_root='x')),
         custom_hooks=[dict(type='SemMAELambdaHook')]))
     guard_images(cfg, skip=False)  # no flag: name the file, stop
@@ -272,6 +273,14 @@ def test_train_py_wraps_the_training_set_to_name_or_skip_unreadable_images():
     assert cfg.train_dataloader.dataset.dataset.type == 'CustomDataset'
     assert cfg.train_dataloader.dataset.skip is True
     assert [h['type'] for h in cfg.custom_hooks] == ['SemMAELambdaHook', 'SkippedImagesHook']
-    shards = Config(dict(train_dataloader=dict(dataset=dict(type='ShardDataset'))))
+    shards = Config(dict(default_scope='mmpretrain',
+                         train_dataloader=dict(dataset=dict(type='ShardDataset'))))
     guard_images(shards, skip=True)  # a stream skips in place: no index-shifting wrapper
     assert shards.train_dataloader.dataset == dict(type='ShardDataset', skip_corrupt=True)
+    # segmentation data sets are left as they are; skipping there is refused in one line
+    seg = Config(dict(default_scope='mmseg',
+                      train_dataloader=dict(dataset=dict(type='ADE20KDataset'))))
+    guard_images(seg, skip=False)
+    assert seg.train_dataloader.dataset == dict(type='ADE20KDataset')
+    with pytest.raises(UserInputError, match='--skip-corrupt-images works with the mmpretrain'):
+        guard_images(seg, skip=True)
