@@ -32,11 +32,9 @@ def logged_steps(work) -> List[dict]:
 
 
 def checkpoint_meta(path) -> dict:
-    """The epoch and iteration a checkpoint records (read with torch's weights-only loader and
-    mmengine's checkpoint classes allowed, as the tools read it)."""
-    from mim_plugins.engine.safe_checkpoints import mmengine_checkpoint_globals
-    with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
-        return torch.load(path, map_location='cpu', weights_only=True)['meta']
+    """The epoch and iteration a checkpoint records (read with torch's default weights-only
+    loader, no allowlist: our runs write tensors and plain data)."""
+    return torch.load(path, map_location='cpu', weights_only=True)['meta']
 
 
 def pretrain_options(data):
