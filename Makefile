@@ -33,6 +33,7 @@ test: setup
 	bash tools/setup_browser.sh
 	$(PY) -m pytest tests -ra
 
-# The developer's first check: no demos, browser, installs or per-recipe training (pytest.ini).
+# The developer's first check: no demos, browser, installs, tool subprocesses or per-recipe
+# training (pytest.ini), one pytest worker per core (pytest-xdist).
 test-fast: setup
-	$(PY) -m pytest tests -ra -m "not slow"
+	$(PY) -m pytest tests -ra -m "not slow" -n auto

@@ -146,6 +146,7 @@ def save_tiny_mae(path: str) -> None:
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_cli_figure_and_errors(tmp_path):
     ckpt = str(tmp_path / 'mae.pth')
     save_tiny_mae(ckpt)

@@ -71,6 +71,7 @@ def test_comparison_rounds_alternate_which_goes_first(monkeypatch):
     assert result['ours_gflop_per_img'] > result['stock_gflop_per_img']  # a shallower decoder
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_amp_runs_the_forward_pass_in_bf16_on_cpu(tmp_path):
     from mim_plugins.benchmark.measure import build_step
     opts = dict(batch_size=2, device='cpu', amp=True)

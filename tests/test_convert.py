@@ -119,6 +119,7 @@ def convert(src, dst) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_encoder_gives_identical_features_through_pretrained_init(tmp_path):
     """mae_pretrain_vit_*.pth layout (encoder + final norm) -> a stock VisionTransformer loaded
     the way our downstream configs do it (init_cfg Pretrained, prefix 'backbone.')."""
@@ -163,6 +164,7 @@ def test_finetuned_global_pool_classifier_is_identical(tmp_path):
     assert torch.allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_converted_finetuned_file_evaluates_with_tools_test(tmp_path, tiny_data):
     """A fine-tuned official file of the demo ViT's shape, converted, runs through tools/test.py
     with the demo fine-tune config, every parameter found."""
@@ -234,6 +236,7 @@ def test_linear_probe_head_maps_onto_bn_neck_and_vit_head():
     assert map_key('head.weight') == 'head.fc.weight'
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_unknown_keys_are_reported_and_kept_out(tmp_path):
     ref, src = official_file(tmp_path)
     state = torch.load(src, weights_only=False)
@@ -265,6 +268,7 @@ def test_wrappers_are_unwrapped():
      "Not an official MAE/SupMAE/SemMAE ViT checkpoint: \\['patch_embed.proj.weight'"),
     ({'backbone.cls_token': torch.zeros(1)}, 'already has mmpretrain names'),
 ])
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_wrong_layout_is_one_clear_error(tmp_path, state, message):
     with pytest.raises(CheckpointLayoutError, match=message):
         convert_official_vit(state)
@@ -276,6 +280,7 @@ def test_wrong_layout_is_one_clear_error(tmp_path, state, message):
     assert 'Traceback' not in out.stderr and not (tmp_path / 'out.pth').exists()
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_unreadable_or_missing_file_is_one_clear_error(tmp_path):
     bad = tmp_path / 'truncated.pth'
     bad.write_bytes(b'not a checkpoint')

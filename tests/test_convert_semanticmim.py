@@ -40,6 +40,7 @@ def official_training_checkpoint(fx: dict) -> dict:
     return {'meta': {'epoch': 300}, 'state_dict': state}
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 @pytest.mark.parametrize('name', ['semanticmim_maskfeat_bottleneck_8cls.pt',
                                   'semanticmim_beit_bottleneck.pt'])
 @pytest.mark.parametrize('layout', ['training', 'bare'])
@@ -69,6 +70,7 @@ def downstream(cfg: dict, checkpoint: str) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 @pytest.mark.parametrize('name', ['semanticmim_maskfeat_bottleneck_8cls.pt',
                                   'semanticmim_beit_bottleneck.pt',
                                   'semanticmim_maskfeat_baseline.pt'])
@@ -106,6 +108,7 @@ def test_converted_checkpoint_runs_in_the_downstream_vits(tmp_path, name):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_not_a_semanticmim_checkpoint_is_named(tmp_path):
     src = tmp_path / 'weird.pth'
     torch.save({'state_dict': {'backbone.foo.weight': torch.zeros(1)}}, src)

@@ -296,6 +296,7 @@ def test_skip_corrupt_images_skips_and_lists_them(paths, tmp_path):
     assert SKIPPED_KEY not in dataset[1]['data_samples'].metainfo
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_benchmark_pipeline_mode_reports_speed_boxes_and_psnr(tmp_path):
     out = tmp_path / 'pipeline.json'
     result = subprocess.run(

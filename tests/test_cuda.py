@@ -52,6 +52,7 @@ def losses_of(step, count: int, seed: int = 1):
     return [step(copy.deepcopy(step.batch))['loss'].item() for _ in range(count)]
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 @pytest.mark.parametrize('device', DEVICES)
 def test_bf16_autocast_step_matches_fp32(tmp_path, device):
     """The benchmark's ``--amp`` (``AutocastOptimWrapper``): the encoder's matrix products run

@@ -17,6 +17,7 @@ def empty_image_data(tmp_path, tiny_data):
     return f'{data}/', str(empty)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_a_zero_byte_image_is_named(tmp_path, empty_image_data):
     data, empty = empty_image_data
     result = train('--work-dir', str(tmp_path / 'work'), *options(data, batch=20))
@@ -37,6 +38,7 @@ def test_skip_corrupt_images_skips_and_counts_a_zero_byte_image(tmp_path, empty_
     assert listed == [empty]
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_an_empty_image_folder_is_named(tmp_path):
     empty = tmp_path / 'no_images'
     (empty / 'train').mkdir(parents=True)

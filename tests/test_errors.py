@@ -17,6 +17,7 @@ def run_train(*args):
                           env=run_env(), capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_missing_data_root_names_key_and_fix(tmp_path):
     result = run_train('--work-dir', str(tmp_path), '--cfg-options',
                        'train_dataloader.dataset.data_root=/no/such/dir')
@@ -26,6 +27,7 @@ def test_missing_data_root_names_key_and_fix(tmp_path):
     assert 'Traceback' not in result.stderr and '--cfg-options' in result.stderr
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_unknown_type_suggests_close_names(tmp_path, tiny_data):
     result = run_train('--work-dir', str(tmp_path), '--cfg-options',
                        f'train_dataloader.dataset.data_root={tiny_data}',
@@ -36,6 +38,7 @@ def test_unknown_type_suggests_close_names(tmp_path, tiny_data):
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_corrupt_image_is_named(tmp_path, tiny_data):
     import shutil
     data = tmp_path / 'data'
@@ -51,12 +54,14 @@ def test_corrupt_image_is_named(tmp_path, tiny_data):
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_missing_config_file():
     result = subprocess.run([sys.executable, 'tools/train.py', 'configs/nope.py'], cwd=ROOT,
                             env=run_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Config file 'configs/nope.py' does not exist" in result.stderr
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_amp_without_gpu_is_explained(tmp_path, tiny_data):
     import torch
     if torch.cuda.is_available():

@@ -270,6 +270,7 @@ def test_compile_blocks_picks_each_stack_of_alike_blocks(tmp_path):
     assert compiled == [block for stack in stacks for block in stack]
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_compiled_runs_are_reported_within_the_budget(tmp_path, monkeypatch):
     """The compiled phase's bookkeeping, with compilation itself left out (the CUDA tests
     check compiled steps against eager ones): timings, speed-up over eager, compile time, the

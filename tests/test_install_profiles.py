@@ -71,6 +71,7 @@ def mmseg_distribution() -> str:
     pytest.fail('no mmseg distribution installed: both install profiles install one')
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_without_mmseg_everything_but_segmentation_registers():
     without = python(HIDE_SEG + REGISTERED + '''
 import json
@@ -95,6 +96,7 @@ print(json.dumps(registered()))
     assert out['registered'] == json.loads(full.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_segmentation_registers_without_mmcv_ops():
     """The lite profile: mmcv's compiled ops absent, segmentation still registers and a UperNet
     segmentor runs. Upstream mmsegmentation (the compiled profile) cannot do without them: there
@@ -135,6 +137,7 @@ print(json.dumps(out))
     assert out['shape'] == [2, 10, 28, 28]  # the demo's 10 digit classes at the input size
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 @pytest.mark.parametrize('tool', ['train', 'test'])
 def test_seg_config_without_mmseg_names_the_setup(tool):
     argv = [f'tools/{tool}.py', SEG_CFG] + (['missing.pth'] if tool == 'test' else [])
@@ -213,6 +216,7 @@ def test_mmseg_base_beside_the_fork_names_the_relative_bases(tmp_path,
     ("raise AssertionError('MMCV==2.2.0 is used but incompatible. Please install mmcv>=2.0.0rc4, "
      "<2.2.0.')", 'an mmsegmentation that accepts the installed mmcv (MMCV==2.2.0 is used'),
 ])
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_an_mmseg_that_cannot_run_disables_segmentation_with_the_reason(tmp_path, models_init,
                                                                         reason):
     """Upstream mmsegmentation beside mmcv-lite (its models import mmcv's ops), or beside an

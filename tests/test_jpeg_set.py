@@ -86,6 +86,7 @@ def test_bad_settings_and_a_used_folder_are_one_line_errors(tmp_path, jpeg_set):
         write_jpeg_set(jpeg_set[0], SMALL)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_tool_writes_the_set(tmp_path):
     result = subprocess.run(
         [sys.executable, 'tools/dataset_converters/make_jpeg_set.py', str(tmp_path / 'set'),

@@ -143,6 +143,7 @@ def read_split(root, ann):
     return torch.stack(images), labels
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_tool_on_raw_pixels_is_perfect_on_separable_images(blocks_data, tmp_path):
     out = tmp_path / 'knn.json'
     result = knn_tool(PIXELS_CFG, '--out', str(out), '--cfg-options', *data_options(blocks_data))
@@ -186,6 +187,7 @@ def test_tool_matches_an_independent_computation(blocks_data, tiny_checkpoint, f
                                     f'layer {layer}')
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_tool_rejects_a_checkpoint_without_backbone_weights(blocks_data, tmp_path):
     bad = tmp_path / 'head_only.pth'
     torch.save({'state_dict': {'head.fc.weight': torch.zeros(10, 192)}}, bad)

@@ -163,6 +163,7 @@ def test_pretrained_encoder_fills_the_downstream_backbones(name):
         assert all(pretrained[k] == shape for k, shape in wanted.items() if k not in new)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_vit_base_checkpoint_loads_through_pretrained_init(tmp_path):
     """The real thing for ViT-B: write a checkpoint from the pretraining model, load it the way
     the downstream configs do, and find every encoder tensor in the stock backbone."""
@@ -215,6 +216,7 @@ def tiny_checkpoint(tmp_path_factory):
     return root, images
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_vis_mae_draws_the_configs_masks(tiny_checkpoint):
     root, images = tiny_checkpoint
     out = root / 'fig' / 'grid.png'

@@ -112,6 +112,7 @@ def convert_file(tmp_path, state_dict: dict, *options: str) -> subprocess.Comple
                           capture_output=True, text=True, cwd=ROOT, env=run_env(), timeout=300)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 @pytest.mark.parametrize('layout', ['beit', 'vit'])
 def test_a_converted_finetuned_checkpoint_gives_its_logits(tmp_path, layout):
     fx = load(FINETUNE)
@@ -130,6 +131,7 @@ def test_a_converted_finetuned_checkpoint_gives_its_logits(tmp_path, layout):
         assert (model(fx['inputs']['images'], mode='tensor') - logits).abs().min() > 5e-4
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_a_converted_finetuned_checkpoint_gives_its_logits_in_our_finetune_config(tmp_path):
     """The fine-tuning config's model, at the fixture's sizes, is its classifier."""
     fx = load(FINETUNE)
@@ -158,6 +160,7 @@ def test_a_converted_finetuned_checkpoint_gives_its_logits_in_our_finetune_confi
     assert not model.backbone.pos_embed.requires_grad  # its table stays fixed
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_a_converted_pretraining_checkpoint_loads_into_our_model_and_stock_backbones(tmp_path):
     fx = load(PRETRAIN[1])
     k = fx['official_kwargs']
@@ -196,6 +199,7 @@ def test_a_converted_pretraining_checkpoint_loads_into_our_model_and_stock_backb
     (lambda sd: sd.pop('encoder.norm.weight'), 'lacks'),
     (lambda sd: sd.update({'cls_token': torch.zeros(1, 1, 48)}), 'official_to_mmpretrain'),
 ])
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_anything_else_is_refused_in_one_line(tmp_path, edit, words):
     state = dict(load(PRETRAIN[0])['state_dict'])
     edit(state)
@@ -205,6 +209,7 @@ def test_anything_else_is_refused_in_one_line(tmp_path, edit, words):
     assert not (tmp_path / 'dst.pth').exists()
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_a_cls_pooled_classifier_and_converting_in_place_are_refused(tmp_path):
     state = {k: v for k, v in load(FINETUNE)['state_dict'].items() if not k.startswith('fc_norm')}
     state.update({'norm.weight': torch.ones(48), 'norm.bias': torch.zeros(48)})

@@ -64,6 +64,7 @@ def test_train_refuses_a_bad_backbone_ratio_before_training(tmp_path, tiny_data,
     assert f'model.backbone.mask_ratio = {value!r}' in explain(info.value)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_train_cli_says_one_line_for_a_stock_mae_ratio_of_one(tmp_path, tiny_data):
     result = train('--work-dir', str(tmp_path / 'work'),
                    *options(tiny_data, 'model.backbone.mask_ratio=1.0'))

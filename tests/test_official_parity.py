@@ -55,6 +55,7 @@ def perturbed(tmp_path, path: str, edit) -> str:
     return str(out)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_the_tool_passes_on_every_fixture_and_fails_on_a_perturbed_one(tmp_path):
     done = tool(*FIXTURES)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -99,6 +100,7 @@ def test_sizes_that_do_not_match_are_refused(tmp_path):
         check(perturbed(tmp_path, SEMANTICMIM[0], wider))
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_unusable_files_get_one_line_naming_the_file(tmp_path):
     truncated = tmp_path / 'truncated.pt'
     truncated.write_bytes(open(SEMANTICMIM[0], 'rb').read()[:1000])

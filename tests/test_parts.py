@@ -315,6 +315,7 @@ def test_bad_inputs_raise_one_clear_error(vit, regions, tmp_path):
 
 # ---------------------------------------------------------------------- tools, subprocesses
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_cli_end_to_end_and_figure(vit, regions, tmp_path):
     root, truth = regions
     part_root = str(tmp_path / 'cli')

@@ -74,6 +74,7 @@ def damaged_data(tmp_path, tiny_data):
     return f'{data}/', [str(truncated), str(garbage)]
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_unreadable_images_stop_with_the_file_named_by_default(tmp_path, damaged_data):
     data, bad = damaged_data
     result = train('--work-dir', str(tmp_path / 'work'), *options(data, batch=20))
@@ -81,6 +82,7 @@ def test_unreadable_images_stop_with_the_file_named_by_default(tmp_path, damaged
     assert any(path in result.stderr for path in bad)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_skip_corrupt_images_skips_counts_and_lists_them(tmp_path, damaged_data):
     data, bad = damaged_data
     work = tmp_path / 'work'
@@ -100,6 +102,7 @@ def test_skip_corrupt_images_skips_counts_and_lists_them(tmp_path, damaged_data)
     ('missing', ['No part map for image', 'does not exist', 'Fix:']),
     ('wrong grid', ['expected uint8 (7, 7)', "the encoder's patch grid", 'Fix:']),
 ])
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_part_map_problems_are_one_clear_error_from_a_worker(tmp_path, tiny_data, damage,
                                                             phrases):
     parts = make_part_maps(osp.join(tiny_data, 'train'), str(tmp_path / 'parts'), 7, 7)
@@ -179,6 +182,7 @@ def test_checkpoint_report_lists_missing_unused_and_mis_shaped_keys(tmp_path):
     assert 'neck.* (12)' in checkpoint_report({}, many)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_nan_loss_stops_naming_the_iteration_and_the_last_good_checkpoint(tmp_path, tiny_data):
     cfg = Config.fromfile(osp.join(ROOT, MAE_CFG))
     cfg.custom_imports.imports.append('test_resilience')

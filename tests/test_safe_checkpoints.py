@@ -78,6 +78,7 @@ def test_stock_mmengine_checkpoints_load_through_our_loader(tmp_path):
         CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_without_our_loader_the_same_file_is_refused(tmp_path):
     """Importing mim_plugins allows nothing: plain torch refuses HistoryBuffer with or without."""
     path = tmp_path / 'epoch_1.pth'
@@ -127,6 +128,7 @@ def test_tools_name_the_refused_file_before_building(tmp_path):
         checkpoint_arg(str(truncated), 'The')
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_resave_rewrites_a_trusted_file(tmp_path):
     path, marker = planted_checkpoint(tmp_path)
     dst = tmp_path / 'safe.pth'
@@ -141,6 +143,7 @@ def test_resave_rewrites_a_trusted_file(tmp_path):
     assert loaded['extra'] is None and torch.equal(loaded['state_dict']['w'], torch.ones(2))
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_resave_turns_numpy_into_tensors(tmp_path):
     src, dst = tmp_path / 'np.pth', tmp_path / 'out.pth'
     torch.save({'a': np.arange(3.0), 'b': np.float32(2.5), 'c': [1, 'x', None]}, src)

@@ -146,6 +146,7 @@ def shrunk_for_train_py(config: str, data_root: str, work_dir: str) -> Tuple[Nam
 
 
 # The MNIST configs train in seconds: the fast tier; the ViT-B recipes are slow.
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 @pytest.mark.parametrize('config', [
     pytest.param(c, id=c, marks=() if 'mnist5k' in c else pytest.mark.slow) for c in SEG_CONFIGS])
 def test_seg_config_trains_two_iterations_and_tests(config, seg_data, tmp_path):
@@ -192,6 +193,7 @@ def test_tools_train_then_test_report_miou(seg_data, tmp_path):
     MAE_VOC,  # flip TTA at the 448x448 evaluation size
     'configs_seg/beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py',  # 0.5x: padded up to 640
 ])
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_tta_of_the_config_runs(config, seg_data, tmp_path):
     """--tta (tools/test.py's set_tta) on a trained checkpoint, in-process."""
     from mim_plugins.apis.test import set_tta

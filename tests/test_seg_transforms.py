@@ -104,6 +104,7 @@ def test_label_png_of_wrong_size_fails_in_the_config_pipeline(tmp_path):
         dataset[1]
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_bad_label_png_stops_training_with_one_clear_line(tmp_path):
     root, png = _bad_ade20k(tmp_path, 'unknown id')
     result = subprocess.run(

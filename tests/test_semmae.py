@@ -390,6 +390,7 @@ def test_checkpoint_loads_into_the_stock_vision_transformer(tmp_path):
                                model.backbone.layers[0].ffn.layers[1].weight)
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_demo_config_trains_two_iterations_with_tools_train(tiny_data, tmp_path):
     cfg = 'configs/semmae/semmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
     img_prefix = osp.join(tiny_data, 'train')

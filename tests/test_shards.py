@@ -93,6 +93,7 @@ def test_expand_shards():
         expand_shards('a-{3..1}.tar')
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_pack_keeps_every_image_label_and_part_map(packed):
     index = json.load(open(osp.join(packed['root'], 'train-index.json')))
     assert [s['samples'] for s in index['shards']] == [3] * 6 + [2]
@@ -335,6 +336,7 @@ def shard_options(packed, batch=8):
             'train_cfg.max_epochs=1', 'default_hooks.logger.interval=1']
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_mae_trains_two_iterations_from_shards(packed, tmp_path):
     out = tool('tools/train.py', SHARDS_CFG, '--work-dir', str(tmp_path), *shard_options(packed))
     log = out.stdout + out.stderr
@@ -375,6 +377,7 @@ def test_mid_epoch_resume_trains_what_the_uninterrupted_run_trained(packed, tmp_
     assert losses(resumed) == losses(whole)[2:] and len(losses(resumed)) == 3
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_train_stops_with_one_line_naming_the_bad_member(tmp_path):
     bad = _bad_shards(tmp_path)
     opts = ['--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}',
@@ -388,6 +391,7 @@ def test_train_stops_with_one_line_naming_the_bad_member(tmp_path):
     assert 'part0-000000.tar' in errors[0] or 'part1-000000.tar' in errors[0]
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_skip_corrupt_images_flag_trains_on_and_lists_the_bad_members(tmp_path):
     bad = _bad_shards(tmp_path)
     opts = ['--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}',

@@ -273,6 +273,7 @@ def test_in1k_checkpoint_loads_into_the_stock_downstream_backbones(downstream):
         assert missing == [] and unexpected == []
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_demo_config_trains_and_its_checkpoint_feeds_a_stock_vit(tmp_path, tiny_data):
     work = tmp_path / 'supmae'
     # 20 labelled train images, batch 10, drop_last: exactly 2 iterations

@@ -106,6 +106,7 @@ def test_figure_masks_counts_per_lambda(tmp_path):
     assert np.array_equal(np.array(Image.open(again)), np.array(Image.open(out)))
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_cli_writes_figure(tmp_path):
     prefix, part_root = tmp_path / 'img', tmp_path / 'parts'
     image = write_image(prefix / 'cls' / 'a.png')

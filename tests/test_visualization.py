@@ -228,6 +228,7 @@ def semmae_masks(cfg_dir, images, seed: int, epoch: int) -> np.ndarray:
         1).numpy()
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_vis_mae_draws_semmae_with_its_part_guided_masks(semmae_data):
     root, ckpt, images = semmae_data
     out = root / 'fig.png'
@@ -270,6 +271,7 @@ def test_vis_mae_part_maps_from_the_command_line_or_a_clear_error(semmae_data):
     assert (root / 'x.png').is_file()
 
 
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_vis_mae_draws_the_bottleneck_mae(tmp_path):
     config = bottleneck_config(tmp_path)
     ckpt = save_checkpoint(config, tmp_path / 'bottleneck.pth')

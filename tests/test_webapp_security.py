@@ -158,6 +158,7 @@ def test_the_demo_refuses_what_could_run_code_or_reveal_files(demo, tmp_path):
     (['--host', '0.0.0.0', '--remote', '--password-file', '/no/such/file'], {},
      "Password file '/no/such/file' does not exist"),
 ])
+@pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)
 def test_serving_beyond_this_machine_needs_a_flag_and_a_password(args, env, message):
     run = subprocess.run([sys.executable, 'tools/web_demo.py', *args], cwd=ROOT,
                          env={**{k: v for k, v in run_env().items() if k != 'MIM_DEMO_PASSWORD'},

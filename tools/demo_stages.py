@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mim_plugins.datasets import prepare_mnist5k
 
+from demo_schedule import refit_config
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PRETRAIN = 'configs/mae/mae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
 FINETUNE = 'configs/mae/benchmarks/vit-tiny-p4_1xb64-coslr-10e_mnist5k-500.py'
@@ -99,17 +101,24 @@ def prepare_data(stages: Stages, data_root: str) -> None:
 
 
 def pretrain(config: str, work_dir: str, options: List[str], epochs: Optional[int]) -> str:
-    """Pretrain ``config`` into ``work_dir``; returns the last checkpoint's path."""
-    if epochs:
-        options = options + [f'train_cfg.max_epochs={epochs}']
+    """Pretrain ``config`` into ``work_dir`` (for ``epochs`` epochs, its schedule refitted,
+    when given); returns the last checkpoint's path."""
+    config = fitted(config, epochs, work_dir)
     run_tool(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options'] + options)
     return last_checkpoint(work_dir)
 
 
-def data_options(data_root: str, epochs: Optional[int] = None) -> List[str]:
-    """--cfg-options of the labelled-data configs: the data root (and the epochs)."""
-    options = [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val', 'test')]
-    return options + ([f'train_cfg.max_epochs={epochs}'] if epochs else [])
+def fitted(config: str, length: Optional[int], work_dir: str) -> str:
+    """``config``, or where ``length`` is given, a config in ``work_dir`` that trains it for
+    ``length`` epochs (iterations) with its schedule refitted (tools/demo_schedule.py)."""
+    if not length:
+        return config
+    return refit_config(osp.join(ROOT, config), length, work_dir)
+
+
+def data_options(data_root: str) -> List[str]:
+    """--cfg-options of the labelled-data configs: the data root."""
+    return [f'{k}_dataloader.dataset.data_root={data_root}' for k in ('train', 'val', 'test')]
 
 
 def evaluate(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_root: str,
@@ -118,14 +127,14 @@ def evaluate(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_ro
     """Fine-tune (config ``finetune``) and linear-probe (``probe``) from each ``{name: checkpoint
     or None (random)}``; returns ``{(protocol, name): top-1}``."""
     results = {}
-    data_opts = data_options(data_root, epochs)
+    data_opts = data_options(data_root)
     for proto, config in (('fine-tune', finetune), ('linear probe', probe)):
         for init, ckpt in inits.items():
             stages.begin(f'{proto} from {init}')
             init_opt = (f'model.backbone.init_cfg.checkpoint={ckpt}' if ckpt
                         else 'model.backbone.init_cfg=None')
-            name = f"{proto.replace(' ', '_')}_{init.replace(' ', '_')}"
-            results[(proto, init)] = train_and_test(config, osp.join(work, name),
+            run_dir = osp.join(work, f"{proto.replace(' ', '_')}_{init.replace(' ', '_')}")
+            results[(proto, init)] = train_and_test(fitted(config, epochs, run_dir), run_dir,
                                                     data_opts + [init_opt], 'accuracy/top1')
             print(f'[demo] {proto} from {init}: top-1 {results[(proto, init)]:.2f}%', flush=True)
             stages.end()
@@ -147,9 +156,9 @@ def baselines(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_r
     """The raw-pixel linear probe (config ``pixels``), and the k-NN probe (config ``knn``) of
     each ``{name: checkpoint or None}`` and of raw pixels; returns ``{(protocol, name): top-1}``."""
     stages.begin('linear probe of raw pixels')
+    run_dir = osp.join(work, 'linear_probe_raw_pixels')
     results = {('linear probe', 'raw pixels'): train_and_test(
-        pixels, osp.join(work, 'linear_probe_raw_pixels'), data_options(data_root, epochs),
-        'accuracy/top1')}
+        fitted(pixels, epochs, run_dir), run_dir, data_options(data_root), 'accuracy/top1')}
     print(f"[demo] linear probe of raw pixels: top-1 "
           f"{results[('linear probe', 'raw pixels')]:.2f}%", flush=True)
     stages.end()

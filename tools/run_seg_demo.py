@@ -23,8 +23,8 @@ from mim_plugins.apis import run_cli
 from mim_plugins.datasets.seg_data import prepare_mnist_seg
 from mim_plugins.utils.stack import require_seg
 
-from demo_stages import (PRETRAIN, Stages, last_checkpoint, prepare_data, pretrain, print_table,
-                         train_and_test)
+from demo_stages import (PRETRAIN, Stages, fitted, last_checkpoint, prepare_data, pretrain,
+                         print_table, train_and_test)
 
 PROTOCOLS = {  # name: (config, work dir prefix)
     'UperNet': ('configs_seg/mae/mae-tiny-p4_upernet_1xb16-300it_mnist5k-seg-28x28.py',
@@ -46,7 +46,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seg-data-root', default='data/mnist5k_seg',
                         help='where the digit images are written (ADE20K layout)')
     parser.add_argument('--pretrain-epochs', type=int, help='override the MAE pretraining epochs')
-    parser.add_argument('--iters', type=int, help='override the UperNet iterations (300); '
+    parser.add_argument('--iters', type=int, help='override the UperNet iterations (300; its schedule refitted); '
                         'the linear probe always trains one epoch of the train images')
     parser.add_argument('--num-train', type=int, default=4000, help='train images')
     parser.add_argument('--num-val', type=int, default=1000, help='val images')
@@ -88,14 +88,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
              'random init': 'model.backbone.init_cfg=None'}
     results = {}
     for protocol, (config, prefix) in PROTOCOLS.items():
-        options = list(data_opts)
-        if args.iters and protocol == 'UperNet':
-            options.append(f'train_cfg.max_iters={args.iters}')
+        iters = args.iters if protocol == 'UperNet' else None
         for init, init_opt in inits.items():
             stages.begin(f'{protocol} from {init}')
             run_dir = osp.join(work, f"{prefix}_{init.replace(' ', '_')}")
-            results[(protocol, init)] = train_and_test(config, run_dir, options + [init_opt],
-                                                       'mIoU')
+            results[(protocol, init)] = train_and_test(fitted(config, iters, run_dir), run_dir,
+                                                       data_opts + [init_opt], 'mIoU')
             print(f'[demo] {protocol} from {init}: mIoU {results[(protocol, init)]:.2f}%',
                   flush=True)
             stages.end()
