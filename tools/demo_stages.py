@@ -109,11 +109,12 @@ def pretrain(config: str, work_dir: str, options: List[str], epochs: Optional[in
 
 
 def fitted(config: str, length: Optional[int], work_dir: str) -> str:
-    """``config``, or where ``length`` is given, a config in ``work_dir`` that trains it for
-    ``length`` epochs (iterations) with its schedule refitted (tools/demo_schedule.py)."""
+    """``config``, or where ``length`` is given, a config in ``work_dir/schedule/`` that trains
+    it for ``length`` epochs (iterations) with its schedule refitted (tools/demo_schedule.py).
+    Not in ``work_dir`` itself: tools/train.py writes the resolved config there, by that name."""
     if not length:
         return config
-    return refit_config(osp.join(ROOT, config), length, work_dir)
+    return refit_config(osp.join(ROOT, config), length, osp.join(work_dir, 'schedule'))
 
 
 def data_options(data_root: str) -> List[str]:
