@@ -1,6 +1,6 @@
 """The demos' length flags refit the recipe's learning-rate schedule (tools/demo_schedule.py):
-stepped through mmengine's own schedulers, a shorter or longer run anneals to the recipe's final
-learning rate exactly at its last step, keeps the warm-up, and trains the epochs asked for."""
+stepped through mmengine's own schedulers, a shorter or longer run anneals at its own last step,
+keeps the warm-up, and trains the epochs asked for."""
 import os.path as osp
 import sys
 
@@ -62,8 +62,8 @@ def test_a_refitted_run_anneals_at_its_own_last_step(tmp_path, epochs):
 
 
 def test_overriding_max_epochs_alone_would_not_anneal(tmp_path):
-    """What the flag used to do (and what the refit fixes): 10 epochs of the 15-epoch recipe stop
-    at a third of the peak learning rate or more; 30 epochs spend half the run at the end."""
+    """What the flag used to do (and what the refit fixes): 10 epochs of the 15-epoch recipe
+    stop with the learning rate still above a fifth of its peak."""
     cfg = Config.fromfile(PRETRAIN)
     truncated = learning_rates(cfg, 10)
     assert truncated[-1] > 0.2

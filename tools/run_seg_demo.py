@@ -46,7 +46,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seg-data-root', default='data/mnist5k_seg',
                         help='where the digit images are written (ADE20K layout)')
     parser.add_argument('--pretrain-epochs', type=int, help='override the MAE pretraining epochs')
-    parser.add_argument('--iters', type=int, help='override the UperNet iterations (300; its schedule refitted); '
+    parser.add_argument('--iters', type=int,
+                        help='override the UperNet iterations (300; its schedule refitted); '
                         'the linear probe always trains one epoch of the train images')
     parser.add_argument('--num-train', type=int, default=4000, help='train images')
     parser.add_argument('--num-val', type=int, default=1000, help='val images')
