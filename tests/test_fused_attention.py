@@ -66,3 +66,47 @@ def test_masked_beit_vit_encodes_as_the_stock_forward(position):
                                    msg=name)
     # another mask, other rows
     assert not torch.allclose(ours.encode(x, ~mask).predicted, encoding.predicted)
+
+
+@pytest.mark.parametrize('position', sorted(POSITIONS))
+def test_fused_layer_on_some_rows_equals_those_rows_of_the_full_layer(position):
+    """``rows``: queries at those rows only, keys and values at all; the rows of the full
+    output, for the layer's own bias, the shared one and a per-image one."""
+    stock, _ = pair(position, layer_scale_init_value=0.1)
+    layer = stock.layers[0]
+    x = torch.randn(3, 17, 32)
+    rows = torch.tensor([[0, 3, 9], [1, 2, 16], [5, 6, 7]])
+    biases = [stock.rel_pos_bias() if stock.rel_pos_bias is not None else None]
+    if layer.attn.relative_position_bias_table is None:
+        biases.append(torch.randn(3, 4, 17, 17))
+    for bias in biases:
+        full = layer(x, rel_pos_bias=bias)
+        some = beit_layer(layer, x, bias, rows=rows)
+        torch.testing.assert_close(some, full.gather(1, rows[..., None].expand(-1, -1, 32)))
+        # the other rows' keys and values still count: change a row no query reads
+        other = x.clone()
+        other[:, 4] += torch.randn(32)  # (a constant would vanish in the LayerNorm)
+        assert not torch.allclose(beit_layer(layer, other, bias, rows=rows), some)
+
+
+@pytest.mark.parametrize('position', sorted(POSITIONS))
+def test_predicted_only_encoding_equals_the_full_one(position):
+    """``encode(..., main=False)`` runs the last layer on the predicted rows alone: the same
+    ``predicted`` and the same gradients as the stock forward, and no ``main``."""
+    stock, ours = pair(position, layer_scale_init_value=0.1)
+    x = torch.randn(2, 3, 32, 32)
+    mask = random_mask(2, 16, 0.5)
+    full = stock(x, mask)[0]
+    encoding = ours.encode(x, mask, main=False)
+    assert encoding.main is None
+    torch.testing.assert_close(encoding.predicted, full[:, 1:][mask].view(2, 8, 32))
+    torch.testing.assert_close(encoding.predicted, ours.encode(x, mask).predicted)
+    (full[:, 1:][mask] ** 2).mean().backward()
+    (encoding.predicted ** 2).mean().backward()
+    theirs = dict(stock.named_parameters())
+    for name, param in ours.named_parameters():
+        if theirs[name].grad is None:
+            assert param.grad is None, name
+            continue
+        torch.testing.assert_close(param.grad, theirs[name].grad, atol=1e-6, rtol=1e-4,
+                                   msg=name)

@@ -54,7 +54,9 @@ model = dict(
     # use_shared_rel_pos_bias=True
     backbone=dict(type='MaskedBEiTViT', use_abs_pos_emb=True, use_rel_pos_bias=False,
                   use_shared_rel_pos_bias=False),
+    # mmpretrain's DALL-E encoder (same weights) asked for the ids at the predicted patches only
     target_generator=dict(
+        type='DALLETokenizer',
         init_cfg=dict(type='Pretrained', checkpoint='data/pretrained/dalle_encoder.pth')))
 
 optim_wrapper = dict(

@@ -142,12 +142,12 @@ class BottleneckMixin(MaskedEncoder):
         """``(main, pred)`` of :meth:`streams`."""
         return self.streams(x, mask, input_mask)[:2]
 
-    def encode(self, x: Tensor, mask: Tensor,
-               input_mask: Optional[Tensor] = None) -> MaskedEncoding:
+    def encode(self, x: Tensor, mask: Tensor, input_mask: Optional[Tensor] = None,
+               main: bool = True) -> MaskedEncoding:
         """The contract: ``main`` = the main stream, ``predicted`` = the bottleneck rows."""
         hidden = (mask if input_mask is None else input_mask).flatten(1)
-        main, pred, ids_pred = self.streams(x, mask, input_mask)
-        return MaskedEncoding(main, hidden, self.num_cls_tokens, predicted=pred,
+        stream, pred, ids_pred = self.streams(x, mask, input_mask)
+        return MaskedEncoding(stream, hidden, self.num_cls_tokens, predicted=pred,
                               predicted_ids=ids_pred)
 
     def streams(self, x: Tensor, mask: Optional[Tensor], input_mask: Optional[Tensor] = None

@@ -41,14 +41,14 @@ class BottleneckMAEViT(BottleneckMixin, MAEViT):
         mask_ratio = check_mask_ratio(mask_ratio, 'model.backbone.mask_ratio')
         super().__init__(*args, mask_ratio=mask_ratio, **kwargs)
 
-    def encode(self, x: Tensor, mask: Optional[Tensor],
-               input_mask: Optional[Tensor] = None) -> MaskedEncoding:
+    def encode(self, x: Tensor, mask: Optional[Tensor], input_mask: Optional[Tensor] = None,
+               main: bool = True) -> MaskedEncoding:
         if mask is None:
             mask = random_mask(len(x), self.num_patches, self.mask_ratio, device=x.device)
         hidden = check_patch_mask(mask if input_mask is None else input_mask, len(x),
                                   self.num_patches)
-        main = self.streams(x, None, hidden)[0]
-        return MaskedEncoding(main, hidden, self.num_cls_tokens, ids_restore=restore_ids(hidden))
+        stream = self.streams(x, None, hidden)[0]
+        return MaskedEncoding(stream, hidden, self.num_cls_tokens, ids_restore=restore_ids(hidden))
 
     def forward(self, x: Tensor, mask: Union[bool, Tensor, None] = True,
                 input_mask: Optional[Tensor] = None):

@@ -2,7 +2,8 @@
 
 The loss is mmpretrain's BEiT v1 one (tokenizer targets of the second view, CE on the predicted
 patches, ``data_sample.mask``), computed on the encoder's compact predicted rows with the head's
-own classifier and loss: the classifier runs only on those rows. The encoder answers the
+own classifier and loss: the classifier runs only on those rows, and the tokenizer is asked for
+the ids at those patches only (:mod:`~mim_plugins.models.dalle_tokenizer`). The encoder answers the
 masked-encoder contract (:mod:`~mim_plugins.models.masked_encoding`): mmpretrain's
 ``BEiTPretrainViT`` through the stock adapter, ``BottleneckBEiTViT`` itself (then the data samples
 may carry ``input_mask`` too). ``cls_head`` / ``cls_loss_ratio`` attach the branch on the
@@ -19,6 +20,7 @@ from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from ..masking import mask_to_indices
+from .dalle_tokenizer import patch_tokenizer
 from .fused_attention import beit_layer
 from .masked_encoding import (MaskedEncoder, MaskedEncoding, gather_tokens, masked_encoder,
                               need_mask)
@@ -36,10 +38,11 @@ class MaskedBEiTViT(MaskedEncoder, BEiTPretrainViT):
 
     separate_masks = False
 
-    def encode(self, x: Tensor, mask: Tensor,
-               input_mask: Optional[Tensor] = None) -> MaskedEncoding:
+    def encode(self, x: Tensor, mask: Tensor, input_mask: Optional[Tensor] = None,
+               main: bool = True) -> MaskedEncoding:
         """BEiT's masked sequence ``[cls, a mask token at each predicted patch, the other
-        patches]`` through the layers; ``predicted`` = the rows of the predicted patches."""
+        patches]`` through the layers; ``predicted`` = the rows of the predicted patches.
+        ``main=False``: the last layer runs on those rows alone (no one reads the others)."""
         if input_mask is not None:
             raise ValueError('MaskedBEiTViT hides exactly the predicted patches; separate masks '
                              "need backbone=dict(type='BottleneckBEiTViT').")
@@ -54,13 +57,21 @@ class MaskedBEiTViT(MaskedEncoder, BEiTPretrainViT):
                                          num_extra_tokens=self.num_extra_tokens)
         seq = self.drop_after_pos(seq)
         bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
-        for layer in self.layers:
-            seq = beit_layer(layer, seq, bias)
-        if self.final_norm:
-            seq = self.norm1(seq)
         _, ids = mask_to_indices(mask)
-        return MaskedEncoding(seq, mask, 1, predicted=gather_tokens(seq[:, 1:], ids),
-                              predicted_ids=ids, main_mask=mask)
+        *layers, last = self.layers
+        for layer in layers:
+            seq = beit_layer(layer, seq, bias)
+        if main:
+            seq = self.final(beit_layer(last, seq, bias))
+            return MaskedEncoding(seq, mask, 1, predicted=gather_tokens(seq[:, 1:], ids),
+                                  predicted_ids=ids, main_mask=mask)
+        predicted = self.final(beit_layer(last, seq, bias, rows=ids + 1))  # row 0: cls
+        return MaskedEncoding(None, mask, 1, predicted=predicted, predicted_ids=ids,
+                              main_mask=mask)
+
+    def final(self, rows: Tensor) -> Tensor:
+        """The final norm (when configured) of rows ``(B, K, C)``."""
+        return self.norm1(rows) if self.final_norm else rows
 
 
 @MODELS.register_module()
@@ -98,9 +109,9 @@ class MaskedBEiT(MaskConsumer, SupervisedBranchMixin, BEiT):
         """BEiT's loss on ``inputs`` ``[view (B, 3, H, W), tokenizer view]`` (+ the branch)."""
         mask, input_mask = sample_masks(data_samples)
         mask = need_mask(mask, type(self).__name__)
-        with torch.no_grad():
-            target = self.target_generator(inputs[1]).detach()
         if self.with_neck:  # BEiT v2: mmpretrain's layout for its neck and head
+            with torch.no_grad():
+                target = self.target_generator(inputs[1]).detach()
             outputs = self.backbone(inputs[0], mask)
             feats, feats_cls_pt = self.neck(outputs,
                                             rel_pos_bias=self.backbone.shared_rel_pos_bias)
@@ -108,9 +119,11 @@ class MaskedBEiT(MaskConsumer, SupervisedBranchMixin, BEiT):
             losses = dict(loss_1=loss[0], loss_2=loss[1])
             encoding = MaskedEncoding(outputs[-1], mask, 1, main_mask=mask)
         else:
-            encoding = self.encoder.encode(inputs[0], mask, input_mask)
+            encoding = self.encoder.encode(inputs[0], mask, input_mask, main=self.with_branch)
             logits = self.token_logits(encoding.predicted)
-            tokens = target.argmax(1).flatten(1).gather(1, encoding.predicted_ids)
+            with torch.no_grad():
+                tokens = patch_tokenizer(self.target_generator).tokens(
+                    inputs[1], encoding.predicted_ids)
             losses = dict(loss=self.head.loss_module(logits.flatten(0, 1), tokens.flatten()))
         return self.add_branch(losses, encoding, data_samples)
 

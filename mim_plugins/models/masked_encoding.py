@@ -5,6 +5,8 @@ Every masked backbone answers ``encode(images, mask, input_mask) -> MaskedEncodi
 :class:`MaskedEncoder` and implement it; mmpretrain's ``BEiTPretrainViT`` / ``MaskFeatViT``
 answer through :class:`StockMaskedEncoder`, a thin adapter around their ``forward(x, mask)``.
 Algorithms, necks and heads read the encoding's fields, never the backbone's type or methods.
+A caller that reads only ``predicted`` says so (``main=False``), and an encoder may then skip the
+work only ``main`` needs (``MaskedBEiTViT`` runs its last layer on the predicted rows alone).
 
 Rows stay compact: ``predicted`` holds only the rows at the predicted patches; no layout with a
 row per patch is built to be gathered again. Masks stay bool, and the number of cls tokens is a
@@ -26,7 +28,8 @@ class MaskedEncoding:
     Attributes:
         main: ``(B, T + N, C)``, ``T = num_cls`` cls tokens then ``N`` patch rows of the main
             stream (the visible patches for ours; every patch, mask tokens included, for a stock
-            single-sequence encoder), after the final norm.
+            single-sequence encoder), after the final norm; None when the caller asked for
+            ``predicted`` alone (``encode(..., main=False)``) and the encoder skipped it.
         hidden: ``(B, L)`` bool, True = the patch's pixels never reached the main stream.
         num_cls: ``T``, from the backbone's configuration.
         predicted: ``(B, M, C)`` the encoder's rows at the ``M`` predicted patches in ascending
@@ -36,7 +39,7 @@ class MaskedEncoding:
             encoder's); None = every patch row of ``main`` was computed from a visible patch.
         ids_restore: ``(B, L)`` MAE's order of ``main``'s patch rows (MAE-family encoders).
     """
-    main: Tensor
+    main: Optional[Tensor]
     hidden: Tensor
     num_cls: int
     predicted: Optional[Tensor] = None
@@ -54,10 +57,11 @@ class MaskedEncoder:
 
     separate_masks = True
 
-    def encode(self, x: Tensor, mask: Optional[Tensor],
-               input_mask: Optional[Tensor] = None) -> MaskedEncoding:
+    def encode(self, x: Tensor, mask: Optional[Tensor], input_mask: Optional[Tensor] = None,
+               main: bool = True) -> MaskedEncoding:
         """Encode images ``x`` ``(B, 3, H, W)`` with predicted patches ``mask`` ``(B, L)`` bool
-        (None: the encoder draws its own, MAE) and the patches ``input_mask`` hides."""
+        (None: the encoder draws its own, MAE) and the patches ``input_mask`` hides;
+        ``main=False``: the caller reads only ``predicted`` (the encoder may skip ``main``)."""
         raise NotImplementedError
 
 
@@ -71,8 +75,8 @@ class StockMaskedEncoder(MaskedEncoder):
     def __init__(self, backbone: nn.Module) -> None:
         self.backbone = backbone
 
-    def encode(self, x: Tensor, mask: Optional[Tensor],
-               input_mask: Optional[Tensor] = None) -> MaskedEncoding:
+    def encode(self, x: Tensor, mask: Optional[Tensor], input_mask: Optional[Tensor] = None,
+               main: bool = True) -> MaskedEncoding:
         if input_mask is not None:
             raise ValueError(
                 f'the data samples carry input_mask (separate masks), but '

@@ -37,8 +37,8 @@ class SemMAEViT(MaskedEncoder, MAEViT):
         mask_ratio = check_mask_ratio(mask_ratio, 'model.backbone.mask_ratio')
         super().__init__(*args, mask_ratio=mask_ratio, **kwargs)
 
-    def encode(self, x: Tensor, mask: Optional[Tensor],
-               input_mask: Optional[Tensor] = None) -> MaskedEncoding:
+    def encode(self, x: Tensor, mask: Optional[Tensor], input_mask: Optional[Tensor] = None,
+               main: bool = True) -> MaskedEncoding:
         """``main`` ``(B, 1 + V, C)``: the cls token then the ``V`` visible patches (ascending
         for a given mask, MAE's shuffled order for a drawn one, see ``ids_restore``)."""
         if mask is None:
