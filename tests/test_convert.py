@@ -265,7 +265,7 @@ def test_wrappers_are_unwrapped():
 
 @pytest.mark.parametrize('state, message', [
     ({'conv1.weight': torch.zeros(1), 'fc.weight': torch.zeros(1)},
-     "Not an official MAE/SupMAE/SemMAE ViT checkpoint: \\['patch_embed.proj.weight'"),
+     "Not an official MAE/SupMAE/SemMAE/DINO/iBOT ViT checkpoint: \\['patch_embed.proj.weight'"),
     ({'backbone.cls_token': torch.zeros(1)}, 'already has mmpretrain names'),
 ])
 @pytest.mark.slow  # >= 5 CPU-s: a tool in a subprocess or a training (docs/testing.md)

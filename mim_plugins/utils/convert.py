@@ -101,8 +101,9 @@ def unwrap_state_dict(checkpoint: Any) -> Dict[str, Tensor]:
     found = sorted(checkpoint)[:8] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
     raise CheckpointLayoutError(
         f'No parameters found in the checkpoint (top level: {found}): expected a dict with '
-        "'model' (official MAE/SupMAE/SemMAE files) or 'state_dict', or a flat name -> tensor "
-        'dict. Fix: pass the .pth file released by the official repository.')
+        "'model' (official MAE/SupMAE/SemMAE files), 'state_dict' (iBOT backbones, mmengine), "
+        "'teacher' / 'student' (DINO / iBOT training checkpoints), or a flat name -> tensor "
+        'dict (DINO backbones). Fix: pass the .pth file released by the official repository.')
 
 
 def check_layout(state_dict: Mapping[str, Tensor]) -> None:
@@ -116,11 +117,12 @@ def check_layout(state_dict: Mapping[str, Tensor]) -> None:
     missing = [name for name in REQUIRED if name not in state_dict]
     if missing:
         raise CheckpointLayoutError(
-            f'Not an official MAE/SupMAE/SemMAE ViT checkpoint: {missing} missing (the file has '
-            f'{names[:6]}{" ..." if len(names) > 6 else ""}). Expected timm-style names: '
-            'cls_token, pos_embed, patch_embed.proj.*, blocks.N.{norm1,attn.qkv,attn.proj,norm2,'
-            'mlp.fc1,mlp.fc2}.*, norm.*. Fix: pass mae_pretrain_vit_{base,large,huge}.pth, a full '
-            'pretraining checkpoint of the official code, or one of its fine-tuned files.')
+            'Not an official MAE/SupMAE/SemMAE/DINO/iBOT ViT checkpoint: '
+            f'{missing} missing (the file has {names[:6]}{" ..." if len(names) > 6 else ""}). '
+            'Expected timm-style names: cls_token, pos_embed, patch_embed.proj.*, blocks.N.{norm1,'
+            'attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*, norm.*. Fix: pass '
+            'mae_pretrain_vit_{base,large,huge}.pth, a full pretraining checkpoint of the official '
+            'code, one of its fine-tuned files, or a DINO / iBOT ViT checkpoint.')
 
 
 def convert_official_vit(state_dict: Mapping[str, Tensor]) -> Conversion:

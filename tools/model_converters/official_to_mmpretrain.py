@@ -1,9 +1,12 @@
-"""Convert an official MAE / SupMAE / SemMAE / SemanticMIM checkpoint to mmpretrain names.
+"""Convert an official MAE/SupMAE/SemMAE/SemanticMIM/DINO/iBOT checkpoint to mmpretrain names.
 
-    python tools/model_converters/official_to_mmpretrain.py SRC.pth DST.pth
+    python tools/model_converters/official_to_mmpretrain.py SRC.pth DST.pth [--network student]
 
 SRC: MAE's mae_pretrain_vit_{base,large,huge}.pth (encoder), a full pretraining checkpoint of
-the official code (encoder + decoder, SupMAE's branch), or a fine-tuned file; or a checkpoint
+the official code (encoder + decoder, SupMAE's branch), or a fine-tuned file; a DINO / iBOT ViT,
+its released backbone or its full training checkpoint, whose teacher (or, with --network
+student, student) becomes backbone.*, the projection heads and iBOT's mask token left out and
+listed (in meta['dropped_keys']; see mim_plugins/utils/convert_dino.py); or a checkpoint
 written by the official SemanticMIM code (MaskFeat or BEiT, baseline or bottleneck: its split
 q / kv projections, extra_layers, one position row per cls token; see
 mim_plugins/utils/convert_semanticmim.py), which becomes our BottleneckMaskFeatViT /
@@ -23,7 +26,8 @@ import torch
 
 from mim_plugins.apis import UserInputError, run_cli
 from mim_plugins.apis.checks import check_not_source
-from mim_plugins.utils.convert import convert_official_vit, unwrap_state_dict
+from mim_plugins.utils.convert import convert_official_vit
+from mim_plugins.utils.convert_dino import NETWORKS, pick_network, strip_wrappers
 from mim_plugins.utils.convert_semanticmim import (backbone_prefix, convert_semanticmim,
                                                    detect_family)
 
@@ -39,19 +43,23 @@ def load_official(path: str) -> dict:
             return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # noqa: BLE001  (any unreadable file gets the same answer)
         raise UserInputError(f"'{path}' cannot be read as a PyTorch checkpoint ({exc}). Fix: pass "
-                             'the .pth file released by the official MAE / SupMAE / SemMAE '
-                             'repository (re-download it if it is truncated).') from exc
+                             'the .pth file released by the official MAE / SupMAE / SemMAE / '
+                             'DINO / iBOT repository (re-download it if it is truncated).') from exc
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='official checkpoint (.pth)')
     parser.add_argument('dst', help='where to write the mmpretrain checkpoint (.pth)')
+    parser.add_argument('--network', choices=NETWORKS,
+                        help='which network of a DINO / iBOT training checkpoint to convert '
+                        '(default: teacher, the one both papers evaluate)')
     args = parser.parse_args(argv)
     check_not_source(args.src, args.dst)
 
     checkpoint = load_official(args.src)
-    state_dict = unwrap_state_dict(checkpoint)
+    network = pick_network(checkpoint, args.network)
+    state_dict = network.state_dict
     if detect_family(state_dict, backbone_prefix(state_dict)):
         semantic = convert_semanticmim(state_dict)
         prefix = '' if backbone_prefix(state_dict) else 'backbone.'
@@ -65,10 +73,21 @@ def main(argv: Optional[List[str]] = None) -> None:
                  if semantic.family == 'beit' else ''))
         write(args.dst, result_state, meta, [])
         return
-    result = convert_official_vit(state_dict)
-    meta = dict(source=osp.basename(args.src), unknown_keys=result.unknown)
+    backbone = strip_wrappers(network)
+    result = convert_official_vit(backbone.state_dict)
+    meta = dict(source=osp.basename(args.src), unknown_keys=result.unknown,
+                dropped_keys=backbone.dropped)
     if isinstance(checkpoint, dict) and 'epoch' in checkpoint:
         meta['epoch'] = checkpoint['epoch']
+    if network.network:
+        meta['network'] = network.network
+        other = next(n for n in NETWORKS if n != network.network)
+        print(f'DINO / iBOT training checkpoint: converting its {network.network} network '
+              f'(--network {other} converts the other)')
+    if backbone.dropped:
+        print(f'Left out {len(backbone.dropped)} pretraining-only tensors (projection heads, '
+              f"iBOT's mask token; listed in meta['dropped_keys']): "
+              f'{", ".join(backbone.dropped)}')
     write(args.dst, result.state_dict, meta, result.unknown)
 
 
