@@ -19,6 +19,7 @@ from PIL import Image
 from conftest import ROOT, run_env
 from test_attention import MAE_CFG, save_tiny_mae
 from test_webapp_browser import free_port, wait_until_serving
+from mim_plugins.webapp.learned import KMEANS
 
 PASSWORD = 'correct horse battery staple'
 DENIED = 'The demo does not open that'
@@ -73,10 +74,12 @@ def upload(url: str, path, name: str) -> str:
     return response.json()[0]
 
 
-def show(client, config: str = '', checkpoint: str = '', centroids: str = '') -> str:
+def show(client, config: str = '', checkpoint: str = '', centroids: str = '',
+         learner_config: str = '', learner_checkpoint: str = '') -> str:
     """The status text of one request of the page's main event (the panels are dropped)."""
     return client.predict(None, config, checkpoint, centroids, 'random', 0.75, 0.5, 0.75, 0,
-                          -1, api_name='/update')[-1]
+                          -1, KMEANS, learner_config, learner_checkpoint,
+                          api_name='/update')[-1]
 
 
 @pytest.mark.slow
@@ -104,6 +107,10 @@ def test_the_demo_refuses_what_could_run_code_or_reveal_files(demo, tmp_path):
     server_path = upload(url, evil_ckpt, 'digit.png')
     status = show(client, MAE_CFG, server_path)
     assert DENIED in status and not marker.exists()
+    # ... or as a part learner's checkpoint
+    status = show(client, MAE_CFG, str(allowed / 'mae.pth'), learner_config=MAE_CFG,
+                  learner_checkpoint=server_path)
+    assert DENIED in status and not marker.exists()
 
     # 2. a .py uploaded, then given as the config (Config.fromfile would execute it)
     marker_cfg = tmp_path / 'ran_config'
@@ -121,6 +128,8 @@ def test_the_demo_refuses_what_could_run_code_or_reveal_files(demo, tmp_path):
         assert secret not in show(client, MAE_CFG, secret)
     assert DENIED in show(client, MAE_CFG, str(allowed / 'mae.pth'), centroids='/etc/passwd')
     assert DENIED in show(client, '/etc/passwd', str(allowed / 'mae.pth'))
+    assert DENIED in show(client, MAE_CFG, str(allowed / 'mae.pth'), learner_config='/etc/passwd',
+                          learner_checkpoint=str(allowed / 'mae.pth'))
 
     # Gradio's own file route serves none of the server's other files
     with httpx.Client(trust_env=False, timeout=30) as http:

@@ -16,11 +16,11 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.runner.checkpoint import load_checkpoint
 from mmengine.utils import ProgressBar
 from mmpretrain.registry import MODELS
 
 from ..datasets.part_maps import part_map_path
+from ..engine.safe_checkpoints import read_checkpoint
 from ..utils.errors import MissingFileError, UserInputError
 from .features import _find_norm
 from .part_learner import (SUMMARY_NAME, ImageList, _dist_info, _loader, finish_summary,
@@ -28,24 +28,64 @@ from .part_learner import (SUMMARY_NAME, ImageList, _dist_info, _loader, finish_
 from .semmae_part_learner import SemMAEPartLearner
 
 
-def build_learner(config: str, checkpoint: str,
-                  device: str = 'cpu') -> Tuple[SemMAEPartLearner, Dict]:
-    """The trained learner of ``config`` with ``checkpoint``'s weights (its frozen ViT included,
-    so the ViT's own checkpoint is not needed), in eval mode. Returns (model, normalisation
-    dict(mean, std, to_rgb) of the config's data preprocessor)."""
+def require_learner_files(config: str, checkpoint: str) -> None:
+    """A ``MissingFileError`` naming the fix when the learner's config or checkpoint is absent."""
     for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
         if not osp.isfile(path):
             raise MissingFileError(f"Part learner {what} '{path}' does not exist. Fix: pass the "
                                    'config trained with tools/train.py and its epoch_N.pth.')
-    cfg = Config.fromfile(config)
-    if cfg.model.get('type') != 'SemMAEPartLearner':
-        raise UserInputError(f"Config '{config}' trains {cfg.model.get('type')!r}, not a "
-                             'SemMAEPartLearner. Fix: pass configs/semmae/semmae-parts_*.py '
-                             '(for k-means parts use tools/part_learning/learn_parts.py).')
+
+
+def _learner_state(checkpoint: str, own: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The state dict of ``checkpoint``, refused unless it holds the learner's own weights
+    (``own`` without the frozen ViT): a pretraining checkpoint has the ViT only."""
+    try:
+        state = read_checkpoint(checkpoint)
+    except Exception as exc:  # noqa: BLE001  (truncated file, not a torch file, a pickle, ...)
+        raise UserInputError(f"Checkpoint '{checkpoint}' could not be read "
+                             f'({type(exc).__name__}: {exc}). Fix: pass a complete .pth file '
+                             'written by tools/train.py.') from None
+    state = state.get('state_dict', state) if isinstance(state, dict) else state
+    learned = [k for k in own if not k.startswith('backbone.')]
+    if not isinstance(state, dict) or not any(k in state for k in learned):
+        raise UserInputError(
+            f"Checkpoint '{checkpoint}' is not a part learner's: it has none of the "
+            "SemMAEPartLearner's own weights (embed.*, decoder.*), as a pretraining "
+            'checkpoint has not. Fix: pass the epoch_N.pth that tools/train.py '
+            'wrote for a configs/semmae/semmae-parts_*.py config (docs/semmae_stage1.md).')
+    return state
+
+
+def build_learner(config: str, checkpoint: str,
+                  device: str = 'cpu') -> Tuple[SemMAEPartLearner, Dict]:
+    """The trained learner of ``config`` with ``checkpoint``'s weights (its frozen ViT included,
+    so the ViT's own checkpoint is not needed), in eval mode. Returns (model, normalisation
+    dict(mean, std, to_rgb) of the config's data preprocessor). Raises ``UserInputError``
+    naming the fix for a missing file, a config of another model, or a checkpoint that is not
+    this learner's; the checkpoint is read without running code (``read_checkpoint``)."""
+    require_learner_files(config, checkpoint)
+    try:
+        cfg = Config.fromfile(config)
+    except Exception as exc:  # noqa: BLE001  (syntax errors, missing _base_, ...)
+        raise UserInputError(f"Config file '{config}' could not be read: "
+                             f'{type(exc).__name__}: {exc}. Fix: pass a valid config.') from None
+    model_type = cfg.get('model', {}).get('type')
+    if model_type != 'SemMAEPartLearner':
+        raise UserInputError(f"Config '{config}' trains {model_type!r}, not a "
+                             'SemMAEPartLearner. Fix: pass configs/semmae/semmae-parts_*.py or '
+                             "its work dir's dump (k-means parts need no learner: "
+                             'tools/part_learning/learn_parts.py).')
     model_cfg = cfg.model.copy()
     model_cfg.backbone = dict(model_cfg.backbone, init_cfg=None)  # the checkpoint holds the ViT
     model = MODELS.build(model_cfg)
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
+    state = _learner_state(checkpoint, model.state_dict())
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).split('\n\t')[1] if '\n\t' in str(exc) else str(exc)
+        raise UserInputError(f"Checkpoint '{checkpoint}' does not fit the part learner of "
+                             f"'{config}': {first.strip()} Fix: pass the config the checkpoint "
+                             'was trained with (its work dir holds the dump).') from None
     return model.to(device).eval(), _find_norm(cfg)
 
 

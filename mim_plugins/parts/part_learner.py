@@ -72,20 +72,27 @@ def list_images(img_prefix: str, ann_file: Optional[str] = None,
     return paths
 
 
-def load_image(path: str, size: Tuple[int, int], mean: Sequence[float], std: Sequence[float],
-               to_rgb: bool = True) -> torch.Tensor:
-    """The test-style input of the part learner: the WHOLE image (part maps cover it, before any
-    crop) resized to ``size`` (H, W), bicubic, normalised -> (3, H, W) float32. Channels are
-    RGB when the config's preprocessor has ``to_rgb=True`` (its mean/std are then RGB), else BGR.
-    Decoded as training decodes (``read_rgb``: 16-bit images scaled, not clipped); raises
-    ``UserInputError`` for an unreadable file."""
-    img = Image.fromarray(read_rgb(path)).resize((size[1], size[0]), Image.BICUBIC)
+def normalise_image(image: Image.Image, size: Tuple[int, int], mean: Sequence[float],
+                    std: Sequence[float], to_rgb: bool = True) -> torch.Tensor:
+    """An RGB PIL image resized to ``size`` (H, W), bicubic, normalised -> (3, H, W) float32.
+    Channels are RGB when the config's preprocessor has ``to_rgb=True`` (its mean/std are then
+    RGB), else BGR."""
+    img = image.resize((size[1], size[0]), Image.BICUBIC)
     pixels = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)
     if not to_rgb:
         pixels = pixels.flip(0)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
     return (pixels - mean_t) / std_t
+
+
+def load_image(path: str, size: Tuple[int, int], mean: Sequence[float], std: Sequence[float],
+               to_rgb: bool = True) -> torch.Tensor:
+    """The test-style input of the part learner: the WHOLE image (part maps cover it, before any
+    crop) through :func:`normalise_image` -> (3, H, W) float32. Decoded as training decodes
+    (``read_rgb``: 16-bit images scaled, not clipped); raises ``UserInputError`` for an
+    unreadable file."""
+    return normalise_image(Image.fromarray(read_rgb(path)), size, mean, std, to_rgb)
 
 
 class ImageList(Dataset):

@@ -1,6 +1,6 @@
 """User images for the figures and the web demo (read as training reads them:
 ``datasets.read_image.read_rgb``; checked and resized here), with one clear error per bad file;
-saving figures as titled grids."""
+figures as titled grids."""
 import os.path as osp
 from typing import List, Sequence
 
@@ -63,9 +63,11 @@ def title_font(size: int = 10) -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
-def save_grid(rows: List[List[np.ndarray]], path: str, titles: Sequence[str] = (),
-              cell: int = 112, pad: int = 4) -> None:
-    """Save ``rows`` of equally many (H, W, 3) uint8 images as a PNG grid with column titles."""
+def grid_image(rows: List[List[np.ndarray]], titles: Sequence[str] = (), cell: int = 112,
+               pad: int = 4) -> np.ndarray:
+    """``rows`` of equally many (H, W, 3) uint8 images as one (14 + R * (cell + pad) + pad,
+    C * (cell + pad) + pad, 3) uint8 grid on white, each resized (nearest) to ``cell`` pixels,
+    with column titles in a 14-pixel header."""
     n_cols = len(rows[0])
     header = 14
     grid = Image.new('RGB', (n_cols * (cell + pad) + pad, header + len(rows) * (cell + pad) + pad),
@@ -78,4 +80,10 @@ def save_grid(rows: List[List[np.ndarray]], path: str, titles: Sequence[str] = (
         for c, img in enumerate(row):
             tile = Image.fromarray(img).resize((cell, cell), Image.NEAREST)
             grid.paste(tile, (pad + c * (cell + pad), header + pad + r * (cell + pad)))
-    grid.save(path)
+    return np.array(grid)
+
+
+def save_grid(rows: List[List[np.ndarray]], path: str, titles: Sequence[str] = (),
+              cell: int = 112, pad: int = 4) -> None:
+    """Save :func:`grid_image` of ``rows`` as a PNG at ``path``."""
+    Image.fromarray(grid_image(rows, titles, cell, pad)).save(path)

@@ -1,4 +1,4 @@
-"""The Gradio page of the web demo: controls on the left, six panels on the right.
+"""The Gradio page of the web demo: controls on the left, the panels on the right.
 
 All computing is ``views.compute_views``; this module only wires widgets to it. Nothing leaves
 the machine: analytics are off, no share link, fonts are Gradio's bundled ones. What the page
@@ -13,7 +13,8 @@ import gradio as gr
 
 from ..utils.errors import UserInputError
 from .access import DEFAULT_ROOTS, USER, allowed_path
-from .checkpoints import DEMO_WORK_DIR, NO_DEMO, find_checkpoints
+from .checkpoints import DEMO_WORK_DIR, NO_DEMO, find_checkpoints, find_part_learners
+from .learned import KMEANS, NO_LEARNER, choose_learner
 from .masks import STRATEGIES
 from .uploads import MAX_BYTES, MAX_PIXELS, check_image, private_upload_dir
 from .views import PANELS, Request, compute_views, examples
@@ -49,16 +50,21 @@ class DemoApp:
         checkpoints: ``{label: (config, checkpoint)}`` offered in the dropdown.
         default: label selected first (None: the dropdown starts empty and the page says how
             to get a checkpoint).
-        roots: the folders whose files a typed path (config, checkpoint, centroids) may name.
+        learners: ``{label: (config, checkpoint)}`` of the SemMAE part learners offered after
+            ``learned.KMEANS``.
+        roots: the folders whose files a typed path (config, checkpoint, centroids, part
+            learner) may name.
         blocked: folders never opened that way, even inside ``roots`` (the uploads).
         max_bytes, max_pixels: the largest image accepted.
     """
 
     def __init__(self, checkpoints: Dict[str, Tuple[str, str]], default: Optional[str],
+                 learners: Optional[Dict[str, Tuple[str, str]]] = None,
                  roots: Sequence[str] = DEFAULT_ROOTS, blocked: Sequence[str] = (),
                  max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS):
         self.checkpoints = checkpoints
         self.default = default
+        self.learners = learners or {}
         self.roots, self.blocked = tuple(roots), tuple(blocked)
         self.max_bytes, self.max_pixels = max_bytes, max_pixels
         self.examples = examples()
@@ -83,7 +89,8 @@ class DemoApp:
     def update(self, source: Optional[Source], label: Optional[str], config: str,
                checkpoint: str, centroids: str, strategy: str, ratio: float, lam: float,
                predicted_ratio: float, seed: Optional[float], layer: Optional[float],
-               query: Optional[Tuple[int, int]]) -> list:
+               query: Optional[Tuple[int, int]], learner: Optional[str] = KMEANS,
+               learner_config: str = '', learner_checkpoint: str = '') -> list:
         """Panels (in ``PANELS`` order), the status text and (grid rows, cols, panel side)."""
         try:
             if source is None:
@@ -92,11 +99,13 @@ class DemoApp:
             config_path, checkpoint_path = self.choose(label, config, checkpoint)
             centroids = (centroids or '').strip()
             centroids = self.allowed(centroids, 'centroids file') if centroids else None
+            chosen = choose_learner(self.learners, learner, learner_config,
+                                    learner_checkpoint, self.allowed)
             req = Request(image=source[0], image_name=source[1], config=config_path,
                           checkpoint=checkpoint_path, strategy=strategy, mask_ratio=ratio,
                           lam=lam, predicted_ratio=predicted_ratio, seed=int(seed or 0),
                           query=query, layer=int(-1 if layer is None else layer),
-                          centroids=centroids)
+                          centroids=centroids, learner=chosen)
             views = compute_views(req)
             side = views.panels['input'].shape[0]
             return [views.panels[p] for p in PANELS] + [status_markdown(views.notes),
@@ -155,6 +164,17 @@ class DemoApp:
                     strategy = gr.Radio([(v, k) for k, v in STRATEGY_LABELS.items()],
                                         value='random', label='Masking strategy',
                                         elem_id='strategy')
+                    learner = gr.Dropdown(
+                        [KMEANS] + list(self.learners), value=KMEANS, elem_id='part-learner',
+                        label='Parts: k-means, or a learned SemMAE part learner (its maps in '
+                        '"learned parts"; part-guided masks follow them)',
+                        info=None if self.learners else NO_LEARNER)
+                    with gr.Accordion('Other part learner', open=False):
+                        learner_config = gr.Textbox(label='Part learner config',
+                                                    elem_id='learner-config')
+                        learner_checkpoint = gr.Textbox(
+                            label='Part learner checkpoint (.pth written by tools/train.py)',
+                            elem_id='learner-checkpoint')
                     ratio = gr.Slider(0.05, 0.95, value=0.75, step=0.05, elem_id='ratio',
                                       label='Mask ratio (patches hidden from the encoder)')
                     lam = gr.Slider(0.0, 1.0, value=0.5, step=0.05, elem_id='lam',
@@ -170,7 +190,7 @@ class DemoApp:
                 with gr.Column(scale=3):
                     status = gr.Markdown(elem_id='status')
                     images = []
-                    for row in (PANELS[:3], PANELS[3:]):
+                    for row in (PANELS[:3], PANELS[3:6], PANELS[6:]):
                         with gr.Row():
                             for name in row:
                                 images.append(gr.Image(
@@ -178,7 +198,8 @@ class DemoApp:
                                     buttons=['download', 'fullscreen'],
                                     elem_id='panel-' + name.replace(' + ', '-').replace(' ', '-')))
             controls = [source, label, config, checkpoint, centroids, strategy, ratio, lam,
-                        predicted, seed, layer, query]
+                        predicted, seed, layer, query, learner, learner_config,
+                        learner_checkpoint]
             outputs = images + [status, grid]
             run = dict(fn=self.update, inputs=controls, outputs=outputs,
                        trigger_mode='always_last')
@@ -187,7 +208,8 @@ class DemoApp:
             upload.clear(self.pick_example, example, source).then(**run)
             gr.on([label.change, config.submit, checkpoint.submit, centroids.submit,
                    strategy.change, ratio.change, lam.change, predicted.change, seed.change,
-                   layer.change], **run)
+                   layer.change, learner.change, learner_config.submit,
+                   learner_checkpoint.submit], **run)
             images[0].select(self.click, grid, query).then(**run)
             page.load(**run)
         return page
@@ -195,9 +217,9 @@ class DemoApp:
 
 def build_app(config: Optional[str] = None, checkpoint: Optional[str] = None,
               **limits) -> gr.Blocks:
-    """The page, offering the checkpoints found under work_dirs/ and, if given, ``config`` +
-    ``checkpoint`` first (the default); ``limits``: ``DemoApp``'s roots, blocked, max_bytes,
-    max_pixels."""
+    """The page, offering the checkpoints and part learners found under work_dirs/ and, if
+    given, ``config`` + ``checkpoint`` first (the default); ``limits``: ``DemoApp``'s roots,
+    blocked, max_bytes, max_pixels."""
     found = find_checkpoints()
     default = next(iter(found), None)
     if config and checkpoint:
@@ -206,7 +228,7 @@ def build_app(config: Optional[str] = None, checkpoint: Optional[str] = None,
         default = same[0] if same else f'{checkpoint} (config {osp.basename(config)})'
         if not same:
             found = {default: (config, checkpoint), **found}
-    return DemoApp(found, default, **limits).build()
+    return DemoApp(found, default, find_part_learners(), **limits).build()
 
 
 def serve(config: Optional[str] = None, checkpoint: Optional[str] = None,

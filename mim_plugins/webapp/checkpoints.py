@@ -1,8 +1,9 @@
 """The checkpoints the demo offers: the main job's MAE first, the photo job's MAE next, then every
-pretraining run found under ``work_dirs/`` whose model the demo can draw (``can_reconstruct``)."""
+pretraining run found under ``work_dirs/`` whose model the demo can draw (``can_reconstruct``);
+and, for part-guided masks, every SemMAE part learner trained there."""
 import glob
 import os.path as osp
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 from ..visualization.loading import can_reconstruct
 
@@ -37,24 +38,40 @@ def demo_checkpoint() -> Optional[str]:
     return _last_checkpoint(DEMO_WORK_DIR)
 
 
-def _shown_type(config: str) -> Optional[str]:
-    """The model type of ``config`` when the demo can draw its model, else None."""
+def _model_cfg(config: str) -> Optional[dict]:
+    """The model config of a config dump whose model type is a name, else None."""
     from mmengine.config import Config
     try:
         model_cfg = Config.fromfile(config).model
-        model_type = model_cfg.type
-        shown = isinstance(model_type, str) and can_reconstruct(model_cfg)
     except Exception:  # noqa: BLE001  (an unreadable dump is simply not offered)
         return None
-    return model_type if shown else None
+    return model_cfg if isinstance(model_cfg.get('type'), str) else None
+
+
+def _runs(work_dirs: str) -> Iterator[Tuple[str, str, str, dict]]:
+    """(work dir, config dump, checkpoint, model config) of each work dir under ``work_dirs``
+    with a ``last_checkpoint`` and exactly one readable config dump (tools/train.py writes
+    both), sorted by path."""
+    for pointer in sorted(glob.glob(osp.join(work_dirs, '**', 'last_checkpoint'), recursive=True)):
+        work_dir = osp.dirname(pointer)
+        checkpoint = _last_checkpoint(work_dir)
+        configs = glob.glob(osp.join(work_dir, '*.py'))
+        model_cfg = _model_cfg(configs[0]) if checkpoint and len(configs) == 1 else None
+        if model_cfg is not None:
+            yield work_dir, configs[0], checkpoint, model_cfg
+
+
+def _reconstructs(model_cfg: dict) -> bool:
+    try:
+        return can_reconstruct(model_cfg)
+    except Exception:  # noqa: BLE001  (a type no registry knows is simply not offered)
+        return False
 
 
 def find_checkpoints(work_dirs: str = osp.join(ROOT, 'work_dirs')) -> Dict[str, Tuple[str, str]]:
     """``{label: (config, checkpoint)}``: the main job's and the photo job's MAE (if trained),
-    then each work dir
-    with a ``last_checkpoint`` and exactly one config dump (tools/train.py writes both) whose
-    model has ``reconstruct`` (stock MAE / MaskFeat / BEiT as ours); labels are the work dir
-    relative to ``work_dirs`` and the config's model type."""
+    then each run of :func:`_runs` whose model has ``reconstruct`` (stock MAE / MaskFeat / BEiT
+    as ours); labels are the work dir relative to ``work_dirs`` and the config's model type."""
     found: Dict[str, Tuple[str, str]] = {}
     jobs = ((DEMO_LABEL, DEMO_CONFIG, demo_checkpoint()),
             (PHOTO_LABEL, PHOTO_CONFIG, _last_checkpoint(PHOTO_WORK_DIR)))
@@ -62,13 +79,21 @@ def find_checkpoints(work_dirs: str = osp.join(ROOT, 'work_dirs')) -> Dict[str, 
         if checkpoint:
             found[label] = (config, checkpoint)
     listed = {checkpoint for _, _, checkpoint in jobs}
-    for pointer in sorted(glob.glob(osp.join(work_dirs, '**', 'last_checkpoint'), recursive=True)):
-        work_dir = osp.dirname(pointer)
-        checkpoint = _last_checkpoint(work_dir)
-        configs = glob.glob(osp.join(work_dir, '*.py'))
-        if checkpoint is None or len(configs) != 1 or checkpoint in listed:
-            continue
-        model_type = _shown_type(configs[0])
-        if model_type is not None:
-            found[f'{osp.relpath(work_dir, work_dirs)} ({model_type})'] = (configs[0], checkpoint)
+    for work_dir, config, checkpoint, model_cfg in _runs(work_dirs):
+        if checkpoint not in listed and _reconstructs(model_cfg):
+            found[f'{osp.relpath(work_dir, work_dirs)} ({model_cfg.type})'] = (config, checkpoint)
+    return found
+
+
+def find_part_learners(work_dirs: str = osp.join(ROOT, 'work_dirs')
+                       ) -> Dict[str, Tuple[str, str]]:
+    """``{label: (config, checkpoint)}`` of each run of :func:`_runs` that trained a
+    ``SemMAEPartLearner`` (docs/semmae_stage1.md: work_dirs/semmae_parts), labelled by its work
+    dir relative to ``work_dirs`` and its number of parts."""
+    found: Dict[str, Tuple[str, str]] = {}
+    for work_dir, config, checkpoint, model_cfg in _runs(work_dirs):
+        if model_cfg.type == 'SemMAEPartLearner':
+            parts = model_cfg.get('num_parts', 7)
+            found[f'{osp.relpath(work_dir, work_dirs)} ({parts} learned parts)'] = (config,
+                                                                                 checkpoint)
     return found

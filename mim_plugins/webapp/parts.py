@@ -64,15 +64,10 @@ def stage1_available(centroids_file: Optional[str]) -> Optional[str]:
 def stage1_parts(image: np.ndarray, centroids_file: str, grid: Tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (h, w) uint8 ids of the nearest stage-1 centroid per patch."""
     from ..parts.features import image_size, patch_features
+    from ..parts.part_learner import normalise_image
 
     vit, norm, centroids = _stage1(centroids_file, os.stat(centroids_file).st_mtime)
-    height, width = image_size(vit)
-    pixels = np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC),
-                        dtype=np.float32)
-    x = torch.from_numpy(pixels.copy()).permute(2, 0, 1)
-    if not norm['to_rgb']:
-        x = x.flip(0)
-    x = (x - torch.tensor(norm['mean']).view(-1, 1, 1)) / torch.tensor(norm['std']).view(-1, 1, 1)
+    x = normalise_image(Image.fromarray(image), image_size(vit), **norm)
     feats = patch_features(vit, x[None], grid)[0]  # (h * w, C), unit length
     return assign(feats, centroids).view(grid).numpy().astype(np.uint8)
 

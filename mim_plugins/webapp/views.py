@@ -1,9 +1,9 @@
 """Everything the web demo shows for one request, without any UI: plain functions, testable.
 
 ``compute_views(Request(...))`` loads (and caches) the model, reads the image, draws the masks,
-draws the algorithm's ``reconstruct`` (``renderers.render``) and the attention of the query
-patch, and returns the panels as uint8 images at display size, with notes saying what each
-shows.
+draws the algorithm's ``reconstruct`` (``renderers.render``), the attention of the query patch
+and, when a part learner is chosen, its attention maps and parts (``learned``), and returns the
+panels as uint8 images at display size, with notes saying what each shows.
 """
 import functools
 import os
@@ -22,12 +22,13 @@ from ..visualization.images import check_size, display_size, square_resize, upsc
 from ..visualization.loading import load_model, need_reconstruct, normalise
 from ..visualization.part_masks import masked_image, overlay_parts
 from ..visualization.reconstruction import compose
+from .learned import Learner, LearnedParts, learned_parts, shown_path
 from .masks import draw_masks
 from .parts import DEFAULT_CENTROIDS, ROOT, image_parts, stage1_available, stage1_parts
 from .renderers import render
 
 PANELS = ('input', 'masked input', 'reconstruction', 'reconstruction + visible', 'part map',
-          'attention')
+          'attention', 'learned parts')
 EXAMPLES_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'examples')
 
 
@@ -65,6 +66,7 @@ class Request:
     layer: int = -1  # attention layer
     centroids: Optional[str] = DEFAULT_CENTROIDS  # SemMAE stage-1 centroids, if any
     num_parts: int = 7  # K of the per-image k-means fallback
+    learner: Optional[Learner] = None  # a SemMAE part learner; None: k-means parts (baseline)
 
 
 @dataclass
@@ -91,22 +93,25 @@ def get_model(config: str, checkpoint: str) -> nn.Module:
 
 
 def _part_map(req: Request, model: nn.Module, image: np.ndarray, inputs: torch.Tensor,
-              grid: Tuple[int, int]) -> Tuple[np.ndarray, int, str]:
-    """(part ids (h, w), K, a note saying how they were made)."""
+              grid: Tuple[int, int], learned: Optional[LearnedParts]
+              ) -> Tuple[np.ndarray, int, str]:
+    """(part ids (h, w), K, a note saying how they were made): the learner's parts when one is
+    chosen, else the k-means baseline's."""
+    if learned is not None:
+        k = learned.maps.shape[0]
+        return learned.part_ids, k, ('Part map: the part learner\'s argmax parts (the '
+                                     '"learned parts" panel); the masks follow them.')
     why_not = stage1_available(req.centroids)
     if why_not is None:
         ids = stage1_parts(image, req.centroids, grid)
         k = int(torch.load(req.centroids, map_location='cpu',
                            weights_only=True)['num_parts'])
-        where = osp.abspath(req.centroids)
-        if where.startswith(ROOT + osp.sep):
-            where = osp.relpath(where, ROOT)  # the repo's own files by their usual names
-        return ids, k, (f'Part map: SemMAE stage-1 parts, each patch assigned to the nearest of '
-                        f'the {k} centroids in {where}.')
+        return ids, k, (f'Part map: k-means baseline, SemMAE stage-1 parts, each patch assigned '
+                        f'to the nearest of the {k} centroids in {shown_path(req.centroids)}.')
     ids = image_parts(model.backbone, inputs, grid, req.num_parts, seed=req.seed)
     return ids, req.num_parts, (
-        f'Part map: per-image k-means ({req.num_parts} parts) of this model\'s last-layer patch '
-        f'features, because {why_not}; part ids mean nothing across images.')
+        f'Part map: k-means baseline, per-image k-means ({req.num_parts} parts) of this model\'s '
+        f'last-layer patch features, because {why_not}; part ids mean nothing across images.')
 
 
 def compute_views(req: Request) -> Views:
@@ -127,8 +132,12 @@ def compute_views(req: Request) -> Views:
 
     part_ids = None
     panels: Dict[str, Optional[np.ndarray]] = dict.fromkeys(PANELS)
+    learned = learned_parts(req.learner, rgb, grid) if req.learner else None
+    if learned is not None:
+        panels['learned parts'] = learned.panel
+        notes.append(learned.note)
     if req.strategy == 'part-guided':
-        part_ids, k, note = _part_map(req, model, image, inputs, grid)
+        part_ids, k, note = _part_map(req, model, image, inputs, grid, learned)
         panels['part map'] = overlay_parts(big, part_ids, num_parts=k)
         notes.append(note)
     hidden, predicted = draw_masks(req.strategy, grid, req.mask_ratio, req.seed, req.lam,
