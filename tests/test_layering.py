@@ -34,7 +34,7 @@ LAYERS = {
     'evaluation': {'datasets', 'utils', 'visualization'},
     'fidelity': {'masking', 'models', 'utils'},
     'apis': {'engine', 'models', 'utils'},
-    'benchmark': {'apis', 'datasets', 'utils'},
+    'benchmark': {'apis', 'datasets', 'parts', 'utils'},
     'webapp': {'datasets', 'masking', 'models', 'parts', 'utils', 'visualization'},
 }
 GRADIO_ONLY_IN = 'mim_plugins.webapp.app'

@@ -2,7 +2,7 @@
 import os.path as osp
 import statistics
 import tempfile
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import torch
 from mmengine.config import Config, DictAction
@@ -12,7 +12,7 @@ from mmengine.logging import MMLogger
 from ..utils.errors import UserInputError
 from .memory import peak_cuda_mib, peak_rss_mib, reset_peak_cuda, reset_peak_rss
 from .pipeline import pipeline_throughput
-from .step import TrainStep
+from .step import Timed, TrainStep
 from .synthetic import generated_batch
 
 
@@ -81,6 +81,19 @@ def measure_config(path: str, opts: dict) -> Dict:
     return result
 
 
+def alternating_times(steps: Sequence[Timed], rounds: int, count: int) -> List[List[float]]:
+    """Seconds of ``count`` calls of each of ``steps`` per round, over ``rounds`` rounds whose
+    order rotates by one each round (round ``r`` starts with ``steps[r % len(steps)]``), so
+    that neither a change in the machine's load nor going first favours one of them: one list
+    per step, in the order of ``steps``."""
+    times: List[List[float]] = [[] for _ in steps]
+    for r in range(rounds):
+        for k in range(len(steps)):
+            i = (r + k) % len(steps)
+            times[i] += steps[i].time(count)
+    return times
+
+
 def compare(ours: str, stock: str, opts: dict) -> Dict:
     """Both steps built in this process and timed in ``rounds`` rounds of ``steps`` steps each,
     ours first in even rounds and the stock one first in odd ones, so that neither a change in
@@ -95,10 +108,7 @@ def compare(ours: str, stock: str, opts: dict) -> Dict:
             if opts['compile']:
                 step.compile()
             step.time(opts['warmup'])
-        times: List[List[float]] = [[], []]
-        for r in range(opts['rounds']):
-            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
-                times[i] += steps[i].time(opts['steps'])
+        times = alternating_times(steps, opts['rounds'], opts['steps'])
     ours_s, stock_s = (statistics.median(t) for t in times)
     size = steps[0].batch_size
     return dict(ours=ours, stock=stock, ours_img_s=size / ours_s, stock_img_s=size / stock_s,

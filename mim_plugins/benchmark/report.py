@@ -16,17 +16,31 @@ COLUMNS: Sequence[Tuple[str, str, str]] = (
     ('pipeline_img_s', 'pipeline img/s/worker', '{:.1f}'),
 )
 
+# ``tools/benchmark.py parts``: SemMAE stage 1, per image
+PARTS_COLUMNS: Sequence[Tuple[str, str, str]] = (
+    ('what', 'stage 1', '{}'),
+    ('batch_size', 'batch', '{}'),
+    ('ms_per_img', 'ms/img', '{:.2f}'),
+    ('img_s', 'img/s', '{:.2f}'),
+    ('gflop_per_img', 'GFLOP/img', '{:.2f}'),
+    ('tflop_s', 'TFLOP/s', '{:.3f}'),
+    ('peak_fraction', 'of matmul peak', '{:.0%}'),
+    ('peak_rss_mib', 'peak RSS MiB', '{:.0f}'),
+    ('cuda_peak_mib', 'CUDA peak MiB', '{:.0f}'),
+)
+
 
 def _row(cells: Sequence[str]) -> str:
     return '| ' + ' | '.join(cells) + ' |'
 
 
-def table(results: List[dict]) -> str:
-    """One row per measured config; a missing value is shown as ``-``."""
-    lines = [_row([title for _, title, _ in COLUMNS]), _row(['---'] * len(COLUMNS))]
+def table(results: List[dict], columns: Sequence[Tuple[str, str, str]] = COLUMNS) -> str:
+    """One row per measured config (or stage-1 step, ``PARTS_COLUMNS``); a missing value is
+    shown as ``-``."""
+    lines = [_row([title for _, title, _ in columns]), _row(['---'] * len(columns))]
     for result in results:
         lines.append(_row([fmt.format(result[key]) if result.get(key) is not None else '-'
-                           for key, _, fmt in COLUMNS]))
+                           for key, _, fmt in columns]))
     return '\n'.join(lines)
 
 

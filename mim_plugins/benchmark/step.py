@@ -2,7 +2,7 @@
 import copy
 import time
 from contextlib import contextmanager
-from typing import List, Optional
+from typing import List, Optional, Protocol
 
 import torch
 from mmengine.config import Config
@@ -26,6 +26,19 @@ class AutocastOptimWrapper(OptimWrapper):
     def optim_context(self, model: torch.nn.Module):
         with super().optim_context(model), torch.autocast(self.device_type, torch.bfloat16):
             yield
+
+
+class Timed(Protocol):
+    """What the benchmark times and counts (:class:`TrainStep`,
+    :class:`~.inference.InferenceStep`)."""
+    batch_size: int
+    device: torch.device
+
+    def flops(self) -> int:
+        """FLOPs of one step."""
+
+    def time(self, steps: int) -> List[float]:
+        """Seconds of each of ``steps`` steps."""
 
 
 def step_amp_dtype(device: torch.device) -> torch.dtype:

@@ -89,6 +89,13 @@ def build_learner(config: str, checkpoint: str,
     return model.to(device).eval(), _find_norm(cfg)
 
 
+def learned_part_ids(model: SemMAEPartLearner, images: torch.Tensor,
+                     grid: Tuple[int, int]) -> np.ndarray:
+    """(B, 3, H, W) normalised images -> (B, gh, gw) uint8 part ids on the CPU: what
+    :func:`learned_parts` writes for each image (the k-means tool's is ``part_ids_of``)."""
+    return model.segment(images, grid).cpu().numpy().astype(np.uint8)
+
+
 def check_owner(part_root: str, config: str, checkpoint: str) -> None:
     """Refuse a part root whose maps another learner wrote (see the module docstring)."""
     summary = osp.join(part_root, SUMMARY_NAME)
@@ -152,7 +159,7 @@ def learned_parts(config: str, checkpoint: str, data_root: str, data_prefix: str
     dataset = ImageList(paths, tuple(model.backbone.patch_embed.init_input_size), norm)
 
     def segment(images: torch.Tensor) -> np.ndarray:
-        return model.segment(images, grid_hw).cpu().numpy().astype(np.uint8)
+        return learned_part_ids(model, images, grid_hw)
 
     maps = [part_map_path(part_root, img_prefix, p) for p in paths]
     mine = write_maps(segment, dataset, maps, batch_size, num_workers, device, progress)
