@@ -145,6 +145,7 @@ MINIMAL = {
         neck=dict(type='LinearNeck', in_channels=32, out_channels=108, norm_cfg=None),
         head=dict(type='MIMHead', loss=dict(type='PixelReconstructionLoss', criterion='L2')),
         target_generator=dict(type='HOGGenerator')),
+    'DALLETokenizer': lambda: dict(type='DALLETokenizer', n_hid=4, vocab_size=16),
     # MAE-pytorch (pengzhiliang)
     'MAEPytorchViT': lambda: dict(type='MAEPytorchViT', arch=_TINY_ARCH, img_size=28,
                                   patch_size=7),

@@ -57,7 +57,8 @@ def test_semanticmim_recipes():
         assert (backbone.use_abs_pos_emb, backbone.use_rel_pos_bias,
                 backbone.use_shared_rel_pos_bias) == (True, False, False)
     assert beit.model.head.num_embed == 8192
-    assert beit.model.target_generator.type == 'DALL-E'
+    # mmpretrain's DALL-E encoder (its parameters, asked for the predicted patches' ids only)
+    assert beit.model.target_generator.type == 'DALLETokenizer'
     assert beit.model.target_generator.init_cfg.checkpoint == 'data/pretrained/dalle_encoder.pth'
     assert maskfeat.model.target_generator == dict(type='HOGGenerator', nbins=9, pool=8,
                                                    gaussian_window=16)
@@ -161,7 +162,7 @@ def shallow(model_cfg) -> dict:
         model_cfg.backbone.frozen_stages = 2
     if (model_cfg.get('neck') or {}).get('type') in ('MAEPretrainDecoder', 'BottleneckMAEDecoder'):
         model_cfg.neck.decoder_depth = 1
-    if (model_cfg.get('target_generator') or {}).get('type') == 'DALL-E':
+    if (model_cfg.get('target_generator') or {}).get('type') in ('DALL-E', 'DALLETokenizer'):
         model_cfg.target_generator = dict(type='HOGGenerator')  # the tokenizer is not saved here
     return model_cfg
 
