@@ -110,3 +110,61 @@ def test_predicted_only_encoding_equals_the_full_one(position):
             continue
         torch.testing.assert_close(param.grad, theirs[name].grad, atol=1e-6, rtol=1e-4,
                                    msg=name)
+
+
+def maskfeat_pair():
+    from mmpretrain.models.selfsup.maskfeat import MaskFeatViT
+
+    from mim_plugins.models.masked_maskfeat import MaskedMaskFeatViT
+    torch.manual_seed(0)
+    kwargs = dict(arch=ARCH, img_size=32, patch_size=8, drop_path_rate=0.0)
+    stock = MaskFeatViT(**kwargs)
+    stock.init_weights()
+    with torch.no_grad():
+        for p in stock.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    ours = MaskedMaskFeatViT(**kwargs)
+    ours.load_state_dict(stock.state_dict())
+    return stock, ours
+
+
+@pytest.mark.parametrize('main', [True, False])
+def test_masked_maskfeat_vit_encodes_as_the_stock_forward(main):
+    """Both ways (``main=False``: the last layer on the predicted rows alone) the predicted rows
+    and every gradient equal the stock masked forward's."""
+    stock, ours = maskfeat_pair()
+    x = torch.randn(2, 3, 32, 32)
+    mask = random_mask(2, 16, 0.4)
+    full = stock(x, mask)
+    encoding = ours.encode(x, mask, main=main)
+    predicted = full[:, 1:][mask].view(2, -1, 32)
+    torch.testing.assert_close(encoding.predicted, predicted)
+    if main:
+        torch.testing.assert_close(encoding.main, full)
+    else:
+        assert encoding.main is None
+    (predicted ** 2).mean().backward()
+    (encoding.predicted ** 2).mean().backward()
+    theirs = dict(stock.named_parameters())
+    for name, param in ours.named_parameters():
+        if theirs[name].grad is None:
+            assert param.grad is None, name
+            continue
+        torch.testing.assert_close(param.grad, theirs[name].grad, atol=1e-6, rtol=1e-4,
+                                   msg=name)
+    assert not torch.allclose(ours.encode(x, ~mask, main=main).predicted[:, :2],
+                              encoding.predicted[:, :2])
+
+
+def test_vit_layer_rows_equals_those_rows_of_the_full_layer():
+    from mim_plugins.models.vit_rows import vit_layer_rows
+    stock, _ = maskfeat_pair()
+    layer = stock.layers[0]
+    x = torch.randn(3, 17, 32)
+    rows = torch.tensor([[0, 3, 9], [1, 2, 16], [5, 6, 7]])
+    full = layer(x)
+    torch.testing.assert_close(vit_layer_rows(layer, x, rows),
+                               full.gather(1, rows[..., None].expand(-1, -1, 32)))
+    other = x.clone()
+    other[:, 4] += torch.randn(32)  # a row no query reads still gives keys and values
+    assert not torch.allclose(vit_layer_rows(layer, other, rows), vit_layer_rows(layer, x, rows))

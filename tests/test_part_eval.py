@@ -113,6 +113,7 @@ def test_folder_scores_perfect_maps_and_the_grid(tmp_path):
 @pytest.mark.slow
 def test_eval_driver_runs_every_stage_and_prints_the_table(tmp_path):
     import json
+    import os
     import os.path as osp
     import subprocess
     import sys
@@ -133,3 +134,7 @@ def test_eval_driver_runs_every_stage_and_prints_the_table(tmp_path):
     for method in ('learned', 'kmeans'):
         assert len(scene_images(osp.join(work, 'maps', method))) == 8  # one map per test image
     assert len(scene_images(test)) == 8
+    # the length flags refit each recipe's schedule (a config of 1 epoch, cosine included)
+    for stage in ('mae', 'learner'):
+        refitted = [n for n in os.listdir(work / stage / 'schedule') if n.endswith('_1e.py')]
+        assert len(refitted) == 1 and (work / stage / refitted[0]).is_file()

@@ -146,6 +146,8 @@ MINIMAL = {
         head=dict(type='MIMHead', loss=dict(type='PixelReconstructionLoss', criterion='L2')),
         target_generator=dict(type='HOGGenerator')),
     'DALLETokenizer': lambda: dict(type='DALLETokenizer', n_hid=4, vocab_size=16),
+    'MaskedMaskFeatViT': lambda: dict(type='MaskedMaskFeatViT', arch=_TINY_ARCH, img_size=28,
+                                      patch_size=7),
     # MAE-pytorch (pengzhiliang)
     'MAEPytorchViT': lambda: dict(type='MAEPytorchViT', arch=_TINY_ARCH, img_size=28,
                                   patch_size=7),

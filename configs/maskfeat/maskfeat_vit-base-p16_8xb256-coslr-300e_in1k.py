@@ -22,8 +22,9 @@ data_preprocessor = dict(
     type='MaskingDataPreprocessor',
     preprocessor={{_base_.data_preprocessor}},
     mask_generator=dict(type='RandomMaskGenerator', mask_ratio=mask_ratio, grid=grid))
-# MaskFeat reading the preprocessor's masks; the neck and the loss run on the predicted rows only
-model = dict(type='MaskedMaskFeat')
+# MaskFeat reading the preprocessor's masks; the neck and the loss run on the predicted rows only,
+# and so does the encoder's last layer (MaskedMaskFeatViT: MaskFeatViT's parameters)
+model = dict(type='MaskedMaskFeat', backbone=dict(type='MaskedMaskFeatViT'))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -4,8 +4,10 @@ branch.
 The loss is mmpretrain's MaskFeat one (HOG of the input, L2 on the predicted patches,
 ``data_sample.mask``), computed on the encoder's compact predicted rows: the neck runs only on
 them and the target is gathered at them. The encoder answers the masked-encoder contract
-(:mod:`~mim_plugins.models.masked_encoding`): mmpretrain's ``MaskFeatViT`` through the stock
-adapter, ``BottleneckMaskFeatViT`` itself (then the data samples may carry ``input_mask`` too).
+(:mod:`~mim_plugins.models.masked_encoding`): ``MaskedMaskFeatViT`` (mmpretrain's
+``MaskFeatViT``, whose last layer runs on the predicted rows alone when nothing else is read),
+the stock ``MaskFeatViT`` through the adapter, ``BottleneckMaskFeatViT`` itself (then the data
+samples may carry ``input_mask`` too).
 ``cls_head`` / ``cls_loss_ratio`` attach the branch on the visible tokens of the main stream.
 The HOG target is computed in float32 with autocast off (its ``scatter_add_`` needs one dtype on
 both sides).
@@ -13,15 +15,56 @@ both sides).
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from mmpretrain.models.selfsup.maskfeat import MaskFeat
+from mmpretrain.models.selfsup.maskfeat import MaskFeat, MaskFeatViT
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from .masked_encoding import (MaskedEncoder, gather_tokens, masked_encoder, need_mask,
-                              scatter_rows)
+from ..masking import mask_to_indices
+from .masked_encoding import (MaskedEncoder, MaskedEncoding, gather_tokens, masked_encoder,
+                              need_mask, scatter_rows)
 from .sample_masks import MaskConsumer, check_mask_fields, sample_masks
 from .supervised_branch import SupervisedBranchMixin
+from .vit_rows import vit_layer_rows
+
+
+@MODELS.register_module()
+class MaskedMaskFeatViT(MaskedEncoder, MaskFeatViT):
+    """``MaskFeatViT`` answering the masked-encoder contract: the same parameters (a
+    checkpoint loads both ways) and outputs as its masked ``forward`` (float rounding aside).
+    ``forward`` is the stock one.
+    """
+
+    separate_masks = False
+
+    def encode(self, x: Tensor, mask: Tensor, input_mask: Optional[Tensor] = None,
+               main: bool = True) -> MaskedEncoding:
+        """MaskFeat's masked sequence ``[cls, a mask token at each predicted patch, the other
+        patches]`` through the layers; ``predicted`` = the rows of the predicted patches.
+        ``main=False``: the last layer runs on those rows alone (no one reads the others)."""
+        if input_mask is not None:
+            raise ValueError('MaskedMaskFeatViT hides exactly the predicted patches; separate '
+                             "masks need backbone=dict(type='BottleneckMaskFeatViT').")
+        mask = mask.flatten(1)
+        patches = self.patch_embed(x)[0]
+        patches = torch.where(mask.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
+        seq = torch.cat([self.cls_token.expand(len(x), -1, -1), patches], 1) + self.pos_embed
+        seq = self.drop_after_pos(seq)
+        _, ids = mask_to_indices(mask)
+        *layers, last = self.layers
+        for layer in layers:
+            seq = layer(seq)
+        if main:
+            seq = self.final(last(seq))
+            return MaskedEncoding(seq, mask, 1, predicted=gather_tokens(seq[:, 1:], ids),
+                                  predicted_ids=ids, main_mask=mask)
+        predicted = self.final(vit_layer_rows(last, seq, ids + 1))  # row 0: cls
+        return MaskedEncoding(None, mask, 1, predicted=predicted, predicted_ids=ids,
+                              main_mask=mask)
+
+    def final(self, rows: Tensor) -> Tensor:
+        """The final norm (when configured) of rows ``(B, K, C)``."""
+        return self.norm1(rows) if self.final_norm else rows
 
 
 @MODELS.register_module()
@@ -60,7 +103,7 @@ class MaskedMaskFeat(MaskConsumer, SupervisedBranchMixin, MaskFeat):
         """MaskFeat's L2 loss on the HOG of the predicted patches (+ the branch's terms)."""
         mask, input_mask = sample_masks(data_samples)
         mask = need_mask(mask, type(self).__name__)
-        encoding = self.encoder.encode(inputs, mask, input_mask)
+        encoding = self.encoder.encode(inputs, mask, input_mask, main=self.with_branch)
         pred = self.predict_hog(encoding.predicted)
         target = gather_tokens(self.hog(inputs), encoding.predicted_ids)
         losses = dict(loss=self.head.loss(pred, target, pred.new_ones(pred.shape[:2])))

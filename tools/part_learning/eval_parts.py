@@ -22,10 +22,13 @@ import os
 import os.path as osp
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(ROOT, 'tools'))  # demo_schedule
+
+from demo_schedule import refit_config  # noqa: E402
 
 from mim_plugins.apis import UserInputError, run_cli  # noqa: E402
 
@@ -59,13 +62,19 @@ def run(args: List[str]) -> None:
                              'rerun this command (finished stages are reused).')
 
 
-def train(config: str, work_dir: str, options: List[str]) -> str:
-    """tools/train.py ``config`` into ``work_dir`` unless it finished there; the checkpoint."""
+def train(config: str, work_dir: str, options: List[str],
+          epochs: Optional[int] = None) -> Tuple[str, str]:
+    """tools/train.py ``config`` into ``work_dir`` unless it finished there. ``epochs``: another
+    length, with the recipe's schedule refitted to it (a config written to
+    ``work_dir/schedule/``, as the demos' length flags do). Returns (the last checkpoint, the
+    config as trained: tools/train.py's dump, options applied)."""
+    if epochs is not None:
+        config = refit_config(osp.join(ROOT, config), epochs, osp.join(work_dir, 'schedule'))
     done = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(done):
         run(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options'] + options)
     with open(done) as f:
-        return f.read().strip()
+        return f.read().strip(), osp.join(work_dir, osp.basename(config))
 
 
 def format_table(scores: Dict[str, Dict[str, float]]) -> str:
@@ -90,17 +99,15 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         open(osp.join(data, 'done'), 'w').close()
     seed = [f'randomness.seed={args.seed}', 'train_dataloader.num_workers=1',
             'train_dataloader.persistent_workers=False']
-    mae = train(MAE, osp.join(work, 'mae'), [f'train_dataloader.dataset.data_root={data}'] + seed
-                + ([f'train_cfg.max_epochs={args.mae_epochs}'] if args.mae_epochs else []))
-    learner = train(LEARNER, osp.join(work, 'learner'),
-                    [f'train_dataloader.dataset.data_root={data}',
-                     f'model.backbone.init_cfg.checkpoint={mae}',
-                     f'model.num_parts={args.num_parts}'] + seed
-                    + ([f'train_cfg.max_epochs={args.learner_epochs}']
-                       if args.learner_epochs else []))
+    mae, _ = train(MAE, osp.join(work, 'mae'),
+                   [f'train_dataloader.dataset.data_root={data}'] + seed, args.mae_epochs)
+    learner, learner_cfg = train(LEARNER, osp.join(work, 'learner'),
+                                 [f'train_dataloader.dataset.data_root={data}',
+                                  f'model.backbone.init_cfg.checkpoint={mae}',
+                                  f'model.num_parts={args.num_parts}'] + seed,
+                                 args.learner_epochs)
     test, labels = osp.join(data, 'test'), osp.join(data, 'labels', 'test')
     maps = {name: osp.join(work, 'maps', name) for name in ('learned', 'kmeans_train', 'kmeans')}
-    learner_cfg = osp.join(work, 'learner', osp.basename(LEARNER))  # as trained (options applied)
     run(['tools/part_learning/write_learned_parts.py', '--config', learner_cfg, '--checkpoint',
          learner, '--data-root', data, '--data-prefix', 'test', '--part-root', maps['learned'],
          '--num-workers', '0', '--no-progress'])
