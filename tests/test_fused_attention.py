@@ -18,6 +18,17 @@ POSITIONS = {
 }
 
 
+def assert_same_grads(ours: torch.nn.Module, stock: torch.nn.Module) -> None:
+    """Every parameter of ``ours`` has the gradient of ``stock``'s parameter by that name."""
+    theirs = dict(stock.named_parameters())
+    for name, param in ours.named_parameters():
+        if theirs[name].grad is None:
+            assert param.grad is None, name
+            continue
+        torch.testing.assert_close(param.grad, theirs[name].grad, atol=1e-6, rtol=1e-4,
+                                   msg=name)
+
+
 def pair(position: str, **kwargs):
     torch.manual_seed(0)
     stock = BEiTPretrainViT(arch=ARCH, img_size=32, patch_size=8, **POSITIONS[position], **kwargs)
@@ -57,13 +68,7 @@ def test_masked_beit_vit_encodes_as_the_stock_forward(position):
     # the same gradients for every parameter
     (full[:, 1:][mask] ** 2).mean().backward()
     (encoding.predicted ** 2).mean().backward()
-    theirs = dict(stock.named_parameters())
-    for name, param in ours.named_parameters():
-        if theirs[name].grad is None:
-            assert param.grad is None, name
-            continue
-        torch.testing.assert_close(param.grad, theirs[name].grad, atol=1e-6, rtol=1e-4,
-                                   msg=name)
+    assert_same_grads(ours, stock)
     # another mask, other rows
     assert not torch.allclose(ours.encode(x, ~mask).predicted, encoding.predicted)
 
@@ -103,13 +108,7 @@ def test_predicted_only_encoding_equals_the_full_one(position):
     torch.testing.assert_close(encoding.predicted, ours.encode(x, mask).predicted)
     (full[:, 1:][mask] ** 2).mean().backward()
     (encoding.predicted ** 2).mean().backward()
-    theirs = dict(stock.named_parameters())
-    for name, param in ours.named_parameters():
-        if theirs[name].grad is None:
-            assert param.grad is None, name
-            continue
-        torch.testing.assert_close(param.grad, theirs[name].grad, atol=1e-6, rtol=1e-4,
-                                   msg=name)
+    assert_same_grads(ours, stock)
 
 
 def maskfeat_pair():
@@ -145,13 +144,7 @@ def test_masked_maskfeat_vit_encodes_as_the_stock_forward(main):
         assert encoding.main is None
     (predicted ** 2).mean().backward()
     (encoding.predicted ** 2).mean().backward()
-    theirs = dict(stock.named_parameters())
-    for name, param in ours.named_parameters():
-        if theirs[name].grad is None:
-            assert param.grad is None, name
-            continue
-        torch.testing.assert_close(param.grad, theirs[name].grad, atol=1e-6, rtol=1e-4,
-                                   msg=name)
+    assert_same_grads(ours, stock)
     assert not torch.allclose(ours.encode(x, ~mask, main=main).predicted[:, :2],
                               encoding.predicted[:, :2])
 

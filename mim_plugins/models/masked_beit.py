@@ -19,11 +19,10 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from ..masking import mask_to_indices
 from .dalle_tokenizer import patch_tokenizer
 from .fused_attention import beit_layer
-from .masked_encoding import (MaskedEncoder, MaskedEncoding, gather_tokens, masked_encoder,
-                              need_mask)
+from .masked_encoding import (MaskedEncoder, MaskedEncoding, masked_encoder, need_mask,
+                              single_sequence_encoding)
 from .sample_masks import MaskConsumer, check_mask_fields, sample_masks
 from .supervised_branch import SupervisedBranchMixin
 
@@ -57,17 +56,11 @@ class MaskedBEiTViT(MaskedEncoder, BEiTPretrainViT):
                                          num_extra_tokens=self.num_extra_tokens)
         seq = self.drop_after_pos(seq)
         bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
-        _, ids = mask_to_indices(mask)
         *layers, last = self.layers
         for layer in layers:
             seq = beit_layer(layer, seq, bias)
-        if main:
-            seq = self.final(beit_layer(last, seq, bias))
-            return MaskedEncoding(seq, mask, 1, predicted=gather_tokens(seq[:, 1:], ids),
-                                  predicted_ids=ids, main_mask=mask)
-        predicted = self.final(beit_layer(last, seq, bias, rows=ids + 1))  # row 0: cls
-        return MaskedEncoding(None, mask, 1, predicted=predicted, predicted_ids=ids,
-                              main_mask=mask)
+        return single_sequence_encoding(
+            seq, mask, lambda x, rows: beit_layer(last, x, bias, rows), self.final, main)
 
     def final(self, rows: Tensor) -> Tensor:
         """The final norm (when configured) of rows ``(B, K, C)``."""

@@ -13,7 +13,7 @@ row per patch is built to be gathered again. Masks stay bool, and the number of 
 Python int fixed by the backbone's configuration (no ``int()`` on a tensor, no device sync).
 """
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -88,6 +88,25 @@ class StockMaskedEncoder(MaskedEncoder):
         _, ids = mask_to_indices(mask)
         return MaskedEncoding(full, mask, 1, predicted=gather_tokens(full[:, 1:], ids),
                               predicted_ids=ids, main_mask=mask)
+
+
+def single_sequence_encoding(seq: Tensor, mask: Tensor,
+                             last_layer: Callable[[Tensor, Optional[Tensor]], Tensor],
+                             final_norm: Callable[[Tensor], Tensor],
+                             main: bool = True) -> MaskedEncoding:
+    """The encoding of a single-sequence encoder (BEiT's, MaskFeat's: ``[cls, a row per patch]``,
+    a mask token at each predicted patch) from ``seq`` ``(B, 1 + L, C)`` before its last layer.
+
+    ``last_layer(seq, rows)``: the last layer's output at ``rows`` ``(B, M)`` (None: all rows);
+    ``main=False`` runs it at the predicted patches' rows alone and leaves ``main`` None.
+    """
+    _, ids = mask_to_indices(mask)
+    if main:
+        out = final_norm(last_layer(seq, None))
+        return MaskedEncoding(out, mask, 1, predicted=gather_tokens(out[:, 1:], ids),
+                              predicted_ids=ids, main_mask=mask)
+    predicted = final_norm(last_layer(seq, ids + 1))  # row 0 is the cls token
+    return MaskedEncoding(None, mask, 1, predicted=predicted, predicted_ids=ids, main_mask=mask)
 
 
 def masked_encoder(backbone: nn.Module) -> MaskedEncoder:

@@ -20,9 +20,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from ..masking import mask_to_indices
 from .masked_encoding import (MaskedEncoder, MaskedEncoding, gather_tokens, masked_encoder,
-                              need_mask, scatter_rows)
+                              need_mask, scatter_rows, single_sequence_encoding)
 from .sample_masks import MaskConsumer, check_mask_fields, sample_masks
 from .supervised_branch import SupervisedBranchMixin
 from .vit_rows import vit_layer_rows
@@ -50,17 +49,12 @@ class MaskedMaskFeatViT(MaskedEncoder, MaskFeatViT):
         patches = torch.where(mask.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
         seq = torch.cat([self.cls_token.expand(len(x), -1, -1), patches], 1) + self.pos_embed
         seq = self.drop_after_pos(seq)
-        _, ids = mask_to_indices(mask)
         *layers, last = self.layers
         for layer in layers:
             seq = layer(seq)
-        if main:
-            seq = self.final(last(seq))
-            return MaskedEncoding(seq, mask, 1, predicted=gather_tokens(seq[:, 1:], ids),
-                                  predicted_ids=ids, main_mask=mask)
-        predicted = self.final(vit_layer_rows(last, seq, ids + 1))  # row 0: cls
-        return MaskedEncoding(None, mask, 1, predicted=predicted, predicted_ids=ids,
-                              main_mask=mask)
+        return single_sequence_encoding(
+            seq, mask, lambda x, rows: last(x) if rows is None else vit_layer_rows(last, x, rows),
+            self.final, main)
 
     def final(self, rows: Tensor) -> Tensor:
         """The final norm (when configured) of rows ``(B, K, C)``."""

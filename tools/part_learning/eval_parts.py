@@ -47,6 +47,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--num-test', type=int, default=200)
     parser.add_argument('--mae-epochs', type=int, help='override the MAE epochs (5)')
     parser.add_argument('--learner-epochs', type=int, help='override the learner epochs (4)')
+    parser.add_argument('--learner-options', nargs='+', default=[], metavar='KEY=VALUE',
+                        help="the learner's --cfg-options, e.g. model.attention.normalisation="
+                        'space model.diversity_weight=2 (its choices: docs/semmae_stage1.md)')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -104,7 +107,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     learner, learner_cfg = train(LEARNER, osp.join(work, 'learner'),
                                  [f'train_dataloader.dataset.data_root={data}',
                                   f'model.backbone.init_cfg.checkpoint={mae}',
-                                  f'model.num_parts={args.num_parts}'] + seed,
+                                  f'model.num_parts={args.num_parts}'] + seed
+                                 + args.learner_options,
                                  args.learner_epochs)
     test, labels = osp.join(data, 'test'), osp.join(data, 'labels', 'test')
     maps = {name: osp.join(work, 'maps', name) for name in ('learned', 'kmeans_train', 'kmeans')}
