@@ -265,7 +265,8 @@ def test_separate_masks_reach_the_backbone():
     mask = random_mask(2, 16, 0.75)
     seen = []
     run = model.backbone.encode
-    model.backbone.encode = lambda *a: seen.append(run(*a).predicted.clone()) or run(*a)
+    model.backbone.encode = lambda *a, **k: (seen.append(run(*a, **k).predicted.clone())
+                                             or run(*a, **k))
     hidden = random_mask(2, 16, 0.25)
     model.target_generator = FixedTarget(torch.randn(2, 16, 108))
     with torch.no_grad():

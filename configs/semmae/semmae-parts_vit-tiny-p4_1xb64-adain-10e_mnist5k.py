@@ -25,7 +25,9 @@ model = dict(
     num_parts=num_parts,
     # Every choice below is ours, not the paper's (docs/semmae_stage1.md lists them).
     embed=dict(hidden=0),
-    attention=dict(normalisation='parts', temperature=1.0, blur_sigma=0.5),
+    # softmax over the patches for each part (over the parts at each patch split the scenes of
+    # the part-discovery evaluation by colour instead; docs/semmae_stage1.md)
+    attention=dict(normalisation='space', temperature=1.0, blur_sigma=0.5),
     decoder=dict(channels=64, num_upsamples=2, mapping_layers=2),
     reconstruction='mse',
     reconstruction_weight=1.0,
