@@ -21,8 +21,8 @@ from torch import Tensor
 
 from .dalle_tokenizer import patch_tokenizer
 from .fused_attention import beit_layer
-from .masked_encoding import (MaskedEncoder, MaskedEncoding, masked_encoder, need_mask,
-                              single_sequence_encoding)
+from .masked_encoding import (MaskedEncoder, MaskedEncoding, mask_token_sequence,
+                              masked_encoder, need_mask, single_sequence_encoding)
 from .sample_masks import MaskConsumer, check_mask_fields, sample_masks
 from .supervised_branch import SupervisedBranchMixin
 
@@ -47,9 +47,7 @@ class MaskedBEiTViT(MaskedEncoder, BEiTPretrainViT):
                              "need backbone=dict(type='BottleneckBEiTViT').")
         mask = mask.flatten(1)
         patches, hw = self.patch_embed(x)
-        batch, length, _ = patches.shape
-        patches = torch.where(mask.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
-        seq = torch.cat([self.cls_token.expand(batch, -1, -1), patches], 1)
+        seq = mask_token_sequence(patches, mask, self.mask_token, self.cls_token)
         if self.pos_embed is not None:
             seq = seq + resize_pos_embed(self.pos_embed, self.patch_resolution, hw,
                                          mode=self.interpolate_mode,

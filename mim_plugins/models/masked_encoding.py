@@ -90,6 +90,14 @@ class StockMaskedEncoder(MaskedEncoder):
                               predicted_ids=ids, main_mask=mask)
 
 
+def mask_token_sequence(patches: Tensor, mask: Tensor, mask_token: Tensor,
+                        cls_token: Tensor) -> Tensor:
+    """``[cls, the patches with ``mask_token`` at each predicted one]`` ``(B, 1 + L, C)`` from
+    ``patches`` ``(B, L, C)`` and ``mask`` ``(B, L)`` bool (BEiT's and MaskFeat's input)."""
+    patches = torch.where(mask.unsqueeze(-1), mask_token.to(patches.dtype), patches)
+    return torch.cat([cls_token.expand(len(patches), -1, -1), patches], 1)
+
+
 def single_sequence_encoding(seq: Tensor, mask: Tensor,
                              last_layer: Callable[[Tensor, Optional[Tensor]], Tensor],
                              final_norm: Callable[[Tensor], Tensor],

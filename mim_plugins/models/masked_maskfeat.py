@@ -21,7 +21,8 @@ from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from .masked_encoding import (MaskedEncoder, MaskedEncoding, gather_tokens, masked_encoder,
-                              need_mask, scatter_rows, single_sequence_encoding)
+                              mask_token_sequence, need_mask, scatter_rows,
+                              single_sequence_encoding)
 from .sample_masks import MaskConsumer, check_mask_fields, sample_masks
 from .supervised_branch import SupervisedBranchMixin
 from .vit_rows import vit_layer_rows
@@ -45,9 +46,8 @@ class MaskedMaskFeatViT(MaskedEncoder, MaskFeatViT):
             raise ValueError('MaskedMaskFeatViT hides exactly the predicted patches; separate '
                              "masks need backbone=dict(type='BottleneckMaskFeatViT').")
         mask = mask.flatten(1)
-        patches = self.patch_embed(x)[0]
-        patches = torch.where(mask.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
-        seq = torch.cat([self.cls_token.expand(len(x), -1, -1), patches], 1) + self.pos_embed
+        seq = mask_token_sequence(self.patch_embed(x)[0], mask, self.mask_token, self.cls_token)
+        seq = seq + self.pos_embed
         seq = self.drop_after_pos(seq)
         *layers, last = self.layers
         for layer in layers:
