@@ -1,13 +1,12 @@
 """One inference step (a function of a fixed image batch), timed and counted as a training
 step (:class:`~.step.TrainStep`) is."""
-import time
 from contextlib import nullcontext
 from typing import Any, Callable, List, Optional
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .peak import sync
+from .peak import timed
 
 
 class InferenceStep:
@@ -38,11 +37,4 @@ class InferenceStep:
 
     def time(self, steps: int) -> List[float]:
         """Seconds of each of ``steps`` calls."""
-        seconds = []
-        for _ in range(steps):
-            sync(self.device)
-            start = time.perf_counter()
-            self()
-            sync(self.device)
-            seconds.append(time.perf_counter() - start)
-        return seconds
+        return [timed(self, self.device)[0] for _ in range(steps)]

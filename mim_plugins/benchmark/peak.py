@@ -1,5 +1,6 @@
 """This machine's matrix-multiply peak, measured: the yardstick for a step's FLOP/s."""
 import time
+from typing import Any, Callable, Tuple
 
 import torch
 
@@ -7,6 +8,15 @@ import torch
 def sync(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> Tuple[float, Any]:
+    """(seconds, result) of ``fn()``, the device synchronised before and after."""
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return time.perf_counter() - start, result
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 0,

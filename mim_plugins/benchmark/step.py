@@ -1,7 +1,7 @@
 """One config's training step (forward, backward, optimizer update) on a generated batch."""
 import copy
-import time
 from contextlib import contextmanager
+from functools import partial
 from typing import List, Optional, Protocol
 
 import torch
@@ -11,7 +11,7 @@ from mmengine.registry import MODELS, init_default_scope
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..apis.common import amp_dtype
-from .peak import sync
+from .peak import timed
 
 
 class AutocastOptimWrapper(OptimWrapper):
@@ -134,11 +134,7 @@ class TrainStep:
         for _ in range(steps):
             for param in params:
                 param.grad = torch.full_like(param, 1e-3)
-            sync(self.device)
-            start = time.perf_counter()
-            self.optim_wrapper.step()
-            sync(self.device)
-            seconds.append(time.perf_counter() - start)
+            seconds.append(timed(self.optim_wrapper.step, self.device)[0])
         self.optim_wrapper.zero_grad()
         return seconds
 
@@ -149,11 +145,8 @@ class TrainStep:
         batches = [copy.deepcopy(self.batch) for _ in range(steps)]
         seconds = []
         for batch in batches:
-            sync(self.device)
-            start = time.perf_counter()
-            log_vars = self(batch)
-            sync(self.device)
-            seconds.append(time.perf_counter() - start)
+            second, log_vars = timed(partial(self, batch), self.device)
+            seconds.append(second)
             if losses is not None:
                 losses.append(log_vars['loss'].detach().item())
         return seconds

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .masked_encoding import gather_tokens
+from .vit_rows import qkv_at_rows
 
 
 def beit_attention(attn: nn.Module, x: Tensor, rel_pos_bias: Optional[Tensor] = None,
@@ -32,10 +33,7 @@ def beit_attention(attn: nn.Module, x: Tensor, rel_pos_bias: Optional[Tensor] = 
         qkv = F.linear(x, weight, bias)
         q, k, v = qkv.view(batch, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
     else:  # the query projection of the kept rows only
-        q = F.linear(gather_tokens(x, rows), weight[:dims], None if bias is None else bias[:dims])
-        q = q.view(batch, rows.shape[1], attn.num_heads, -1).transpose(1, 2)
-        kv = F.linear(x, weight[dims:], None if bias is None else bias[dims:])
-        k, v = kv.view(batch, length, 2, attn.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = qkv_at_rows(x, weight, bias, attn.num_heads, rows)
     logit_bias = rel_pos_bias
     if attn.relative_position_bias_table is not None:  # a table of this layer's own
         h, w = attn.window_size
