@@ -1,11 +1,11 @@
 # README.md's commands, all on the default install profile, which compiles nothing
 # (docs/install.md): `make demo` (set-up + main job), `make demo-photos` (the photo job: MAE on
-# GroceryStore photographs), `make demo-semmae` (the SemMAE pipeline demo), `make demo-seg` (the
-# segmentation demo), `make test` (set-up + every test: what CI runs), `make test-fast` (the
-# same without the tests marked slow: minutes). `make setup` installs the
-# profile alone. PROFILE=compiled (opt-in) takes mmcv compiled with its ops and upstream
-# mmsegmentation 1.2.2 instead (`make test PROFILE=compiled`); TORCH=2.14.1 takes the newer torch
-# (lite only). `make setup-lite` is the old name of `make setup`.
+# GroceryStore photographs), `make demo-semmae` (the SemMAE pipeline demo, learned and k-means
+# parts side by side), `make demo-seg` (the segmentation demo), `make test` (set-up + every
+# test: what CI runs), `make test-fast` (the same without the tests marked slow: minutes).
+# `make setup` installs the profile alone. PROFILE=compiled (opt-in) takes mmcv compiled with
+# its ops and upstream mmsegmentation 1.2.2 instead (`make test PROFILE=compiled`); TORCH=2.14.1
+# takes the newer torch (lite only). `make setup-lite` is the old name of `make setup`.
 VENV ?= .venv
 PROFILE ?= lite
 PY := $(VENV)/bin/python
@@ -24,7 +24,7 @@ demo-photos: setup
 	$(PY) tools/run_photo_demo.py
 
 demo-semmae: setup
-	$(PY) tools/run_semmae_demo.py
+	$(PY) tools/run_semmae_demo.py --parts learned kmeans
 
 demo-seg: setup
 	$(PY) tools/run_seg_demo.py

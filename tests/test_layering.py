@@ -31,7 +31,7 @@ LAYERS = {
     'engine': {'datasets', 'models', 'utils'},
     'parts': {'datasets', 'engine', 'utils'},
     'visualization': {'datasets', 'engine', 'masking', 'models', 'parts', 'utils'},
-    'evaluation': {'datasets', 'utils', 'visualization'},
+    'evaluation': {'datasets', 'parts', 'utils', 'visualization'},
     'fidelity': {'masking', 'models', 'utils'},
     'apis': {'engine', 'models', 'utils'},
     'benchmark': {'apis', 'datasets', 'parts', 'utils'},

@@ -1,6 +1,9 @@
 """Scoring part discovery against ground truth: the metrics against direct computations, the
-generated scenes (parts by place, not colour), the grid control and the folder scoring."""
+generated scenes (parts by place, not colour), the grid control, the folder scoring (part scenes
+and the digit scenes' masks) and the seed summary."""
 import itertools
+import os.path as osp
+import sys
 
 import numpy as np
 import pytest
@@ -8,8 +11,11 @@ from PIL import Image
 
 from mim_plugins.datasets.part_maps import part_map_path, save_part_map
 from mim_plugins.datasets.part_scenes import part_scene, patch_labels, write_part_scenes
-from mim_plugins.evaluation.part_eval import grid_parts, scene_images, score_grid, score_maps
+from mim_plugins.evaluation.part_eval import (digit_mask, grid_parts, scene_images, score_grid,
+                                              score_maps)
 from mim_plugins.evaluation.part_metrics import ari, matched_miou, nmi, part_scores
+
+from conftest import ROOT
 
 
 def direct_ari(a, b):
@@ -111,30 +117,84 @@ def test_folder_scores_perfect_maps_and_the_grid(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_driver_runs_every_stage_and_prints_the_table(tmp_path):
+def test_eval_driver_runs_every_stage_per_seed_and_prints_the_tables(tmp_path):
     import json
     import os
-    import os.path as osp
     import subprocess
-    import sys
 
-    from conftest import ROOT, run_env
+    from conftest import run_env
     work = tmp_path / 'eval'
     result = subprocess.run(
         [sys.executable, 'tools/part_learning/eval_parts.py', '--work-dir', str(work),
-         '--num-train', '64', '--num-test', '8', '--mae-epochs', '1', '--learner-epochs', '1'],
+         '--num-train', '64', '--num-test', '8', '--mae-epochs', '1', '--learner-epochs', '1',
+         '--seeds', '3', '5'],
         cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    scores = json.loads((work / 'scores.json').read_text())
-    assert len(scores) == 3
-    for name, s in scores.items():
-        assert f"| {name} | {s['nmi']:.3f} | {s['ari']:.3f} | {s['miou']:.3f} |" in result.stdout
-        assert 0 <= s['nmi'] <= 1 and s['ari'] <= 1 and 0 <= s['miou'] <= 1
-    test = osp.join(work, 'data', 'test')
-    for method in ('learned', 'kmeans'):
-        assert len(scene_images(osp.join(work, 'maps', method))) == 8  # one map per test image
-    assert len(scene_images(test)) == 8
-    # the length flags refit each recipe's schedule (a config of 1 epoch, cosine included)
-    for stage in ('mae', 'learner'):
-        refitted = [n for n in os.listdir(work / stage / 'schedule') if n.endswith('_1e.py')]
-        assert len(refitted) == 1 and (work / stage / refitted[0]).is_file()
+    per_seed = {}
+    for seed in (3, 5):
+        seed_dir = work / f'seed_{seed}'
+        per_seed[seed] = scores = json.loads((seed_dir / 'scores.json').read_text())
+        assert len(scores) == 3
+        for name, s in scores.items():
+            assert f"| {name} | {s['nmi']:.3f} | {s['ari']:.3f} | {s['miou']:.3f} |" in \
+                result.stdout
+            assert 0 <= s['nmi'] <= 1 and s['ari'] <= 1 and 0 <= s['miou'] <= 1
+        for method in ('learned', 'kmeans'):  # one map per test image
+            assert len(scene_images(osp.join(seed_dir, 'maps', method))) == 8
+        assert len(scene_images(osp.join(seed_dir, 'data', 'test'))) == 8
+        # the length flags refit each recipe's schedule (a config of 1 epoch, cosine included)
+        for stage in ('mae', 'learner'):
+            refitted = [n for n in os.listdir(seed_dir / stage / 'schedule')
+                        if n.endswith('_1e.py')]
+            assert len(refitted) == 1 and (seed_dir / stage / refitted[0]).is_file()
+    # each seed drew its own scenes
+    first = sorted(scene_images(str(work / 'seed_3' / 'data' / 'test')))[0]
+    other = first.replace('seed_3', 'seed_5')
+    assert not np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(other)))
+    # the summary is the mean and standard deviation of the two seeds, printed
+    summary = json.loads((work / 'scores.json').read_text())['summary']
+    for name, s in summary.items():
+        values = [per_seed[seed][name]['nmi'] for seed in (3, 5)]
+        assert s['nmi'] == f'{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}'
+        assert f"| {name} | {s['nmi']} | {s['ari']} | {s['miou']} |" in result.stdout
+
+
+def test_digit_masks_score_every_patch_digit_against_background(tmp_path):
+    from mim_plugins.datasets.seg_data import prepare_mnist_seg
+
+    root = str(tmp_path / 'seg')
+    prepare_mnist_seg(root, num_train=2, num_val=6)
+    images, masks = f'{root}/images/validation', f'{root}/annotations/validation'
+    paths = scene_images(images)
+    assert len(paths) == 6 and paths[0].endswith('.jpg')
+    truth = []
+    for i, path in enumerate(paths):
+        raw = np.asarray(Image.open(part_map_path(masks, images, path)))
+        true = digit_mask(raw, 7)
+        # a patch is digit when most of its 16 pixels carry a digit id (1..10), by direct count
+        counts = (raw > 0).reshape(7, 4, 7, 4).sum((1, 3))
+        assert true.tolist() == (counts > 8).astype(np.uint8).tolist()
+        truth.append(true)
+        # the digit split into two parts (left / right half), background a third
+        split = np.where(true > 0, 1 + (np.arange(7)[None, :] >= 4), 0).astype(np.uint8)
+        save_part_map(part_map_path(str(tmp_path / 'perfect'), images, path), true * 5)
+        save_part_map(part_map_path(str(tmp_path / 'split'), images, path), split)
+    truth = np.concatenate([t.ravel() for t in truth])
+    assert 0 < truth.mean() < 0.5  # both labels occur; every patch is scored, not only digits
+    perfect = score_maps(images, masks, str(tmp_path / 'perfect'), 7, digit_mask, False)
+    assert perfect == pytest.approx(dict(nmi=1., ari=1., miou=1.))
+    split = score_maps(images, masks, str(tmp_path / 'split'), 7, digit_mask, False)
+    assert split['nmi'] < 1 and split['ari'] < 1 and split['miou'] < 1
+    assert score_grid(images, masks, 7, 7, digit_mask, False)['ari'] < 0.5
+
+
+def test_seed_summary_is_the_mean_and_sample_std():
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'part_learning'))
+    try:
+        from eval_parts import summarise
+    finally:
+        sys.path.pop(0)
+    per_seed = {0: {'a': dict(nmi=0.1, ari=0.0)}, 1: {'a': dict(nmi=0.3, ari=0.2)},
+                2: {'a': dict(nmi=0.5, ari=0.1)}}
+    assert summarise(per_seed) == {'a': {'nmi': '0.300 ± 0.200', 'ari': '0.100 ± 0.100'}}
+    assert summarise({4: per_seed[0]}) == {'a': {'nmi': '0.100 ± 0.000', 'ari': '0.000 ± 0.000'}}

@@ -291,6 +291,12 @@ def test_learned_maps_are_written_where_stage_2_reads_them(tiny_data, tmp_path):
     os.remove(part_map_path(part_root, img_prefix, images[0]))
     again = learned_parts(cfg, ckpt, tiny_data, 'train', part_root=part_root, progress=False)
     assert again['written'] == 1 and again['skipped_existing'] == len(images) - 1
+    # The same checkpoint reached through a symlinked folder is the same learner: resumed.
+    os.symlink(osp.dirname(ckpt), str(tmp_path / 'linked'))
+    linked = osp.join(str(tmp_path / 'linked'), osp.basename(ckpt))
+    os.remove(part_map_path(part_root, img_prefix, images[0]))
+    again = learned_parts(cfg, linked, tiny_data, 'train', part_root=part_root, progress=False)
+    assert again['written'] == 1 and again['skipped_existing'] == len(images) - 1
     # Another learner's checkpoint into the same folder is refused, naming the fix.
     _, other, _ = tiny_trained_learner(tmp_path, seed=1, name='other')
     with pytest.raises(UserInputError, match='another part learner.*new --part-root'):

@@ -63,15 +63,15 @@ def part_scene(rng: np.random.Generator, size: int = 40) -> Tuple[np.ndarray, np
     return image.round().clip(0, 255).astype(np.uint8), labels
 
 
-def patch_labels(labels: np.ndarray, grid: int) -> np.ndarray:
-    """(S, S) pixel labels -> (grid, grid) majority label of each patch (ties: lower label);
-    S must be a multiple of grid."""
+def patch_labels(labels: np.ndarray, grid: int, num_labels: int = len(PART_NAMES)) -> np.ndarray:
+    """(S, S) pixel labels in ``0..num_labels-1`` -> (grid, grid) majority label of each patch
+    (ties: lower label); S must be a multiple of grid."""
     size = labels.shape[0]
     if size % grid:
         raise ValueError(f'image side {size} is not a multiple of the grid {grid}')
     p = size // grid
     cells = labels.reshape(grid, p, grid, p).transpose(0, 2, 1, 3).reshape(grid, grid, -1)
-    counts = np.stack([(cells == k).sum(-1) for k in range(len(PART_NAMES))], -1)
+    counts = np.stack([(cells == k).sum(-1) for k in range(num_labels)], -1)
     return counts.argmax(-1).astype(np.uint8)
 
 

@@ -103,8 +103,9 @@ def check_owner(part_root: str, config: str, checkpoint: str) -> None:
         return
     with open(summary) as f:
         old = json.load(f)
-    mine = (osp.abspath(config), osp.abspath(checkpoint))
-    theirs = (osp.abspath(old.get('config', '')), osp.abspath(old.get('checkpoint', '')))
+    # the same files reached through another path (a symlinked work dir) are the same learner
+    mine = (osp.realpath(config), osp.realpath(checkpoint))
+    theirs = (osp.realpath(old.get('config', '')), osp.realpath(old.get('checkpoint', '')))
     if old.get('method') != 'learned' or theirs != mine:
         raise UserInputError(
             f"Part root '{part_root}' holds maps of another part learner "

@@ -14,6 +14,8 @@ colour (mim_plugins/datasets/part_scenes.py).
    maps with those centroids (learn_parts.py);
 5. prints NMI / ARI / Hungarian mIoU over the test scenes' foreground patches, with the grid
    control, and writes them to WORK_DIR/scores.json.
+``--seeds 0 1 2 3`` repeats it all per seed (other scenes, MAE, learner and k-means) into
+WORK_DIR/seed_S and prints each seed's table and the mean and standard deviation over seeds.
 Every stage whose output exists is reused (rerun to resume); pass a new --work-dir to start over.
 """
 import argparse
@@ -51,6 +53,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="the learner's --cfg-options, e.g. model.attention.normalisation="
                         'space model.diversity_weight=2 (its choices: docs/semmae_stage1.md)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seeds', type=int, nargs='+',
+                        help='several seeds, each into WORK_DIR/seed_S, and their mean and '
+                        'standard deviation (instead of --seed)')
     return parser.parse_args(argv)
 
 
@@ -87,20 +92,52 @@ def format_table(scores: Dict[str, Dict[str, float]]) -> str:
     return '\n'.join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> Dict:
-    from mim_plugins.datasets.part_scenes import write_part_scenes
-    from mim_plugins.evaluation.part_eval import score_grid, score_maps
+def summarise(per_seed: Dict[int, Dict[str, Dict[str, float]]]) -> Dict[str, Dict[str, str]]:
+    """``{seed: {method: {score: value}}}`` -> ``{method: {score: 'mean ± std'}}`` over seeds
+    (the sample standard deviation; 0 for one seed)."""
+    import numpy as np
 
+    first = next(iter(per_seed.values()))
+    out = {}
+    for method, scores in first.items():
+        out[method] = {}
+        for key in scores:
+            values = np.array([per_seed[s][method][key] for s in per_seed])
+            std = values.std(ddof=1) if len(values) > 1 else 0.0
+            out[method][key] = f'{values.mean():.3f} ± {std:.3f}'
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> Dict:
     args = parse_args(argv)
     if not 2 <= args.num_parts <= 255:
         raise UserInputError(f'--num-parts {args.num_parts} is outside 2..255. Fix: pass e.g. 4.')
     work = osp.abspath(args.work_dir)
+    if not args.seeds:
+        return evaluate_seed(args, args.seed, work)
+    per_seed = {s: evaluate_seed(args, s, osp.join(work, f'seed_{s}'))
+                for s in dict.fromkeys(args.seeds)}
+    summary = summarise(per_seed)
+    with open(osp.join(work, 'scores.json'), 'w') as f:
+        json.dump(dict(seeds=per_seed, summary=summary), f, indent=1)
+    print(f'\nMean ± standard deviation over seeds {list(per_seed)}:')
+    print('| parts | NMI | ARI | matched mIoU |\n|---|---|---|---|')
+    for name, s in summary.items():
+        print(f"| {name} | {s['nmi']} | {s['ari']} | {s['miou']} |")
+    return dict(seeds=per_seed, summary=summary)
+
+
+def evaluate_seed(args: argparse.Namespace, seed_value: int, work: str) -> Dict:
+    """Every stage for one seed into ``work``; returns ``{method: dict(nmi, ari, miou)}``."""
+    from mim_plugins.datasets.part_scenes import write_part_scenes
+    from mim_plugins.evaluation.part_eval import score_grid, score_maps
+
     data = osp.join(work, 'data') + '/'
     if not osp.isfile(osp.join(data, 'done')):
         print(f'[part-eval] writing {args.num_train} + {args.num_test} scenes to {data}')
-        write_part_scenes(data, args.num_train, args.num_test, size=SIZE, seed=args.seed)
+        write_part_scenes(data, args.num_train, args.num_test, size=SIZE, seed=seed_value)
         open(osp.join(data, 'done'), 'w').close()
-    seed = [f'randomness.seed={args.seed}', 'train_dataloader.num_workers=1',
+    seed = [f'randomness.seed={seed_value}', 'train_dataloader.num_workers=1',
             'train_dataloader.persistent_workers=False']
     mae, _ = train(MAE, osp.join(work, 'mae'),
                    [f'train_dataloader.dataset.data_root={data}'] + seed, args.mae_epochs)
@@ -117,7 +154,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
          '--num-workers', '0', '--no-progress'])
     kmeans = ['tools/part_learning/learn_parts.py', '--config', MAE, '--checkpoint', mae,
               '--data-root', data, '--num-parts', str(args.num_parts), '--num-workers', '0',
-              '--seed', str(args.seed), '--no-progress']
+              '--seed', str(seed_value), '--no-progress']
     run(kmeans + ['--data-prefix', 'train', '--part-root', maps['kmeans_train']])
     run(kmeans + ['--data-prefix', 'test', '--part-root', maps['kmeans'], '--centroids',
                   osp.join(maps['kmeans_train'], 'centroids.pth')])
@@ -131,8 +168,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     }
     with open(osp.join(work, 'scores.json'), 'w') as f:
         json.dump(scores, f, indent=1)
-    print(f'Part discovery on {args.num_test} held-out scenes (foreground patches of a '
-          f'{GRID}x{GRID} grid; 3 true parts: head, body, legs):')
+    print(f'Part discovery, seed {seed_value}, on {args.num_test} held-out scenes (foreground '
+          f'patches of a {GRID}x{GRID} grid; 3 true parts: head, body, legs):')
     print(format_table(scores))
     return scores
 
