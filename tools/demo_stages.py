@@ -166,6 +166,15 @@ def baselines(stages: Stages, inits: Dict[str, Optional[str]], work: str, data_r
     stages.end()
     runs = {name: (knn, ckpt) for name, ckpt in inits.items()}
     runs['raw pixels'] = (pixels, None)  # the RawPixels backbone: nothing to load
+    results.update(knn_probes(stages, runs, work, data_root))
+    return results
+
+
+def knn_probes(stages: Stages, runs: Dict[str, Tuple[str, Optional[str]]], work: str,
+               data_root: str) -> Dict[Tuple[str, str], float]:
+    """One k-NN stage per ``{name: (config, checkpoint or None)}``, each written to
+    ``work/knn_{name}.json``; returns ``{('k-NN', name): top-1}``."""
+    results = {}
     for init, (config, ckpt) in runs.items():
         stages.begin(f'k-NN probe of {init}')
         out = osp.join(work, f"knn_{init.replace(' ', '_')}.json")

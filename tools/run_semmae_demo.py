@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 from mim_plugins.apis import run_cli
 
-from demo_stages import (KNN, PRETRAIN, Stages, evaluate, fitted, knn_probe, last_checkpoint,
+from demo_stages import (KNN, PRETRAIN, Stages, evaluate, fitted, knn_probes, last_checkpoint,
                          parse_args, prepare_data, pretrain, print_table, run_tool)
 
 SEMMAE = 'configs/semmae/semmae_vit-tiny-p4_1xb64-coslr-15e_mnist5k.py'
@@ -166,11 +166,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
 
     results = dict(previous) if mae_done else {}
     results.update(evaluate(stages, checkpoints, work, data_root, args.eval_epochs))
-    for init, ckpt in checkpoints.items():
-        stages.begin(f'k-NN probe of {init}')
-        out = osp.join(work, f"knn_{init.replace(' ', '_')}.json")
-        results[('k-NN', init)] = knn_probe(KNN, ckpt, out, data_root)
-        stages.end()
+    results.update(knn_probes(stages, {name: (KNN, ckpt) for name, ckpt in checkpoints.items()},
+                              work, data_root))
     print_table(results, PROTOCOLS, [NAMES[p] for p in parts] + ['MAE'],
                 'top-1 accuracy on the 1000 MNIST-5k val images (500 labelled training '
                 f'images), total {(time.time() - stages.start) / 60:.1f} min')
